@@ -1,0 +1,137 @@
+"""The event hub: one publisher side (engine, scheduler, registry), many bounded subscribers.
+
+Publishing never blocks and never awaits: each subscriber has its own bounded buffer, so a slow
+WebSocket cannot slow the engine or other clients. A subscriber whose buffer overflows is marked
+``overflowed`` and receives no further events; its owner decides what to do (the WebSocket closes
+and the client resyncs from the REST status).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import msgspec
+
+__all__ = ["EventHub", "HubEvent", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True)
+class HubEvent:
+    """One event. ``type``/``payload`` are exactly the WebSocket message.
+
+    ``owner_id`` is the user the event belongs to (``None`` = broadcast to everyone);
+    ``prompt_id`` ties it to a run.
+    """
+
+    type: str
+    payload: Any
+    prompt_id: str | None = None
+    owner_id: str | None = None
+
+    def message(self) -> dict[str, Any]:
+        return {"type": self.type, "payload": self.payload}
+
+    def encode(self) -> bytes:
+        return _encoder.encode({"type": self.type, "payload": self.payload})
+
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A bounded, filtered view of the hub. Iterate it with ``async for``."""
+
+    hub: EventHub
+    max_buffer: int
+    accept: Callable[[HubEvent], bool] | None = None
+    _buffer: collections.deque[HubEvent] = field(default_factory=collections.deque)
+    _wakeup: anyio.Event = field(default_factory=anyio.Event)
+    overflowed: bool = False
+    closed: bool = False
+
+    def _offer(self, event: HubEvent) -> None:
+        if self.closed or self.overflowed:
+            return
+        if self.accept is not None and not self.accept(event):
+            return
+        if len(self._buffer) >= self.max_buffer:
+            self.overflowed = True
+            self._buffer.clear()
+        else:
+            self._buffer.append(event)
+        self._wakeup.set()
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def get_nowait(self) -> HubEvent | None:
+        return self._buffer.popleft() if self._buffer else None
+
+    async def receive(self) -> HubEvent:
+        """Next event; raises ``anyio.EndOfStream`` once closed or overflowed."""
+        while True:
+            if self._buffer:
+                return self._buffer.popleft()
+            if self.closed or self.overflowed:
+                raise anyio.EndOfStream
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> HubEvent:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        self.closed = True
+        self.hub._subscribers.discard(self)
+        self._wakeup.set()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventHub:
+    """Fan-out of :class:`HubEvent` to subscribers. Safe to call ``publish`` from the event loop only."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[Subscription] = set()
+
+    def publish(self, event: HubEvent) -> None:
+        for sub in tuple(self._subscribers):
+            sub._offer(event)
+
+    def emit(
+        self,
+        type: str,
+        payload: Any,
+        *,
+        prompt_id: str | None = None,
+        owner_id: str | None = None,
+    ) -> HubEvent:
+        event = HubEvent(type, payload, prompt_id, owner_id)
+        self.publish(event)
+        return event
+
+    def subscribe(
+        self, *, max_buffer: int = 10_000, accept: Callable[[HubEvent], bool] | None = None
+    ) -> Subscription:
+        sub = Subscription(self, max_buffer, accept)
+        self._subscribers.add(sub)
+        return sub
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

@@ -1,0 +1,118 @@
+"""The hook specifications: the single source of truth for what plugins can contribute.
+
+Registration hooks are synchronous and return typed records; the kernel calls each
+implementation on its own so every record is attributed to its plugin and a failing plugin is
+isolated. Every spec here is documented in ``docs/hooks.md`` and covered by a test (a meta-test
+enforces both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+
+import pluggy
+from starlette.routing import BaseRoute
+
+if TYPE_CHECKING:
+    from comfytavern.events import HubEvent
+    from comfytavern.kernel import Kernel
+    from comfytavern.nodes.definition import Node
+    from comfytavern.records import AuthMode, CliCommand, StorageBackend
+
+PROJECT_NAME = "comfytavern"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: Hooks a node pack (entry-point group ``comfytavern.node_packs``) may implement.
+NODE_PACK_HOOKS = frozenset({"register_nodes"})
+
+
+@hookspec
+def register_routes(kernel: Kernel) -> Sequence[BaseRoute]:
+    """Return Starlette routes (``Route``, ``WebSocketRoute``, ``Mount``) to serve.
+
+    Paths are absolute (the editor needs ``/api/...``). Two plugins claiming the same method and
+    path stop start-up naming both. Use :func:`comfytavern.http.route` to attach documentation
+    and an access rule::
+
+        @hookimpl
+        def register_routes(kernel):
+            async def hello(request):
+                return json_response({"hello": "world"})
+            return [route("/api/hello", hello, summary="Say hello", auth="public")]
+    """
+
+
+@hookspec
+def register_auth_modes(kernel: Kernel) -> Sequence[AuthMode]:
+    """Return auth modes; ``auth.mode`` in the configuration selects one by name::
+
+        @hookimpl
+        def register_auth_modes(kernel):
+            return [AuthMode("token", factory=lambda kernel, settings: TokenAuth(settings))]
+    """
+
+
+@hookspec
+def register_storage_backends(kernel: Kernel) -> Sequence[StorageBackend]:
+    """Return storage backends; ``storage.<kind>`` selects one per kind by name::
+
+        @hookimpl
+        def register_storage_backends(kernel):
+            return [StorageBackend("memory", "projects", factory=lambda kernel, s: MemoryProjects())]
+    """
+
+
+@hookspec
+def register_nodes() -> Iterable[Node]:
+    """Return node definitions (see :func:`comfytavern.node`). The only hook a node pack may use::
+
+        @hookimpl
+        def register_nodes():
+            return [echo]
+    """
+
+
+@hookspec
+def register_commands(kernel: Kernel) -> Sequence[CliCommand]:
+    """Return ``comfytavern`` CLI sub-commands::
+
+        @hookimpl
+        def register_commands(kernel):
+            return [CliCommand("hello", "Print hello", run=lambda kernel, args: print("hi") or 0)]
+    """
+
+
+@hookspec
+def lifespan(kernel: Kernel) -> AbstractAsyncContextManager[None] | None:
+    """Return an async context manager entered at start-up and exited at shutdown (LIFO).
+
+    Each entry and exit is bounded by ``server.lifespan_timeout_seconds``::
+
+        @hookimpl
+        def lifespan(kernel):
+            @contextlib.asynccontextmanager
+            async def run():
+                client = httpx.AsyncClient()
+                kernel.services["http"] = client
+                yield
+                await client.aclose()
+            return run()
+    """
+
+
+@hookspec
+def on_execution_event(event: HubEvent) -> Awaitable[None] | None:
+    """Observe every execution event (run and node status, chunks, queue updates).
+
+    Called off the engine's hot path by a dispatcher task; a returned awaitable is awaited with a
+    time limit; exceptions are logged and dropped::
+
+        @hookimpl
+        def on_execution_event(event):
+            if event.type == "EXECUTION_STATUS_UPDATE":
+                print(event.prompt_id, event.payload["status"])
+    """

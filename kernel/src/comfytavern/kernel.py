@@ -1,0 +1,322 @@
+"""The Kernel: one instance per app. It loads plugins, selects the configured auth mode and
+storage backends by name, builds the node registry, and runs every plugin's lifespan.
+
+There is no global state: tests build as many kernels as they like, each with its own pluggy
+manager, event hub and registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+from comfytavern.auth import AuthBackend
+from comfytavern.config import Config, ConfigError
+from comfytavern.events import EventHub
+from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
+from comfytavern.plugin_manager import (
+    NODE_PACK_GROUP,
+    PLUGIN_GROUP,
+    PluginError,
+    PluginInfo,
+    PluginLoader,
+)
+from comfytavern.records import STORAGE_KINDS, AuthMode, CliCommand, StorageBackend
+from comfytavern.storage import StorageSet
+
+__all__ = ["Kernel", "StartupError"]
+
+log = logging.getLogger("comfytavern.kernel")
+
+T = TypeVar("T")
+
+
+class StartupError(Exception):
+    """The server cannot start as configured (conflict, missing backend, bad plugin settings)."""
+
+
+def _provider(info: PluginInfo) -> str:
+    return f"{info.name} ({info.distribution})" if info.distribution else info.name
+
+
+class Kernel:
+    """Mechanism only: plugins supply routes, auth modes, storage backends and nodes."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        plugins: Sequence[Any] = (),
+        node_packs: Sequence[Any] = (),
+        load_entrypoints: bool = True,
+    ) -> None:
+        self.config = config
+        self.loader = PluginLoader(
+            enabled=config.plugins.enabled,
+            disabled=config.plugins.disabled,
+            strict=config.plugins.strict,
+        )
+        self.hub = EventHub()
+        #: Named shared objects (``scheduler``, ``http``...); nodes see them as ``ctx.services``.
+        self.services: dict[str, Any] = {}
+        self.registry = RegistryHolder()
+        self.storage = StorageSet()
+        self.auth: AuthBackend | None = None
+        self.auth_modes: dict[str, tuple[AuthMode, PluginInfo]] = {}
+        self.storage_backends: dict[tuple[str, str], tuple[StorageBackend, PluginInfo]] = {}
+        self.started = False
+        self.ready = False
+
+        if load_entrypoints:
+            self.loader.load_entry_points(PLUGIN_GROUP, "plugin")
+            self.loader.load_entry_points(NODE_PACK_GROUP, "node_pack")
+        for obj in plugins:
+            self.register_plugin(obj)
+        for obj in node_packs:
+            self.register_plugin(obj, kind="node_pack")
+
+        self._collect_auth_modes()
+        self._collect_storage_backends()
+        self._select_storage()
+        self._select_auth()
+        self.reload_nodes()
+
+    # -- plugins ---------------------------------------------------------------------------
+    @property
+    def pm(self) -> Any:
+        return self.loader.pm
+
+    def register_plugin(self, obj: Any, *, kind: str = "plugin", name: str | None = None) -> PluginInfo:
+        """Register an in-process plugin object (a module or an object with hookimpls)."""
+        plugin_name = name or getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
+        info = PluginInfo(
+            name=str(plugin_name),
+            kind=kind,  # type: ignore[arg-type]
+            module=getattr(obj, "__name__", type(obj).__module__),
+            distribution=None,
+            version=None,
+        )
+        if info.name in self.loader.table:
+            raise PluginError(f"a plugin named {info.name!r} is already registered")
+        self.loader.register(obj, info)
+        return info
+
+    def plugin_rows(self) -> list[dict[str, Any]]:
+        return [row.as_dict() for row in self.loader.rows()]
+
+    def plugin_settings(self, name: str, type_: type[T]) -> T:
+        """``plugins.settings.<name>`` validated into ``type_`` (errors name the key)."""
+        raw = self.config.plugins.settings.get(name, {})
+        try:
+            return msgspec.convert(raw, type_)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid configuration at $.plugins.settings.{name}: {exc}") from None
+
+    def auth_settings(self, mode: str) -> dict[str, Any]:
+        return dict(self.config.auth.settings.get(mode, {}))
+
+    def storage_settings(self, backend: str) -> dict[str, Any]:
+        return dict(self.config.storage.settings.get(backend, {}))
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[PluginInfo, Any]]:
+        return self.loader.call_each(hook_name, kinds=("plugin",), **kwargs)
+
+    # -- selection by name -----------------------------------------------------------------
+    def _collect_auth_modes(self) -> None:
+        for info, records in self.call_each("register_auth_modes", kernel=self):
+            for record in records or ():
+                if record.name in self.auth_modes:
+                    other = self.auth_modes[record.name][1]
+                    raise StartupError(
+                        f"auth mode {record.name!r} is provided by both {_provider(other)} and {_provider(info)}"
+                    )
+                self.auth_modes[record.name] = (record, info)
+
+    def _collect_storage_backends(self) -> None:
+        for info, records in self.call_each("register_storage_backends", kernel=self):
+            for record in records or ():
+                key = (record.kind, record.name)
+                if record.kind not in STORAGE_KINDS:
+                    raise StartupError(f"{_provider(info)}: unknown storage kind {record.kind!r}")
+                if key in self.storage_backends:
+                    other = self.storage_backends[key][1]
+                    raise StartupError(
+                        f"{record.kind} storage backend {record.name!r} is provided by both "
+                        f"{_provider(other)} and {_provider(info)}"
+                    )
+                self.storage_backends[key] = (record, info)
+
+    def _select_storage(self) -> None:
+        for kind in STORAGE_KINDS:
+            name = getattr(self.config.storage, kind)
+            if name is None:
+                continue
+            entry = self.storage_backends.get((kind, name))
+            if entry is None:
+                installed = sorted(n for k, n in self.storage_backends if k == kind)
+                raise StartupError(
+                    f"$.storage.{kind}: no {kind} storage backend named {name!r} is installed "
+                    f"(installed: {', '.join(installed) or 'none'})"
+                )
+            record, info = entry
+            try:
+                store = record.factory(self, self.storage_settings(name))
+            except (ConfigError, StartupError):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise StartupError(f"{kind} storage backend {name!r} ({_provider(info)}) failed: {exc}") from exc
+            self.storage.set(kind, store)
+
+    def _select_auth(self) -> None:
+        name = self.config.auth.mode
+        entry = self.auth_modes.get(name)
+        if entry is None:
+            raise StartupError(
+                f"$.auth.mode: no auth mode named {name!r} is installed "
+                f"(installed: {', '.join(sorted(self.auth_modes)) or 'none'})"
+            )
+        record, info = entry
+        try:
+            self.auth = record.factory(self, self.auth_settings(name))
+        except (ConfigError, StartupError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise StartupError(f"auth mode {name!r} ({_provider(info)}) failed: {exc}") from exc
+
+    # -- nodes -----------------------------------------------------------------------------
+    def node_contributions(self) -> list[tuple[str, str, Iterable[Any]]]:
+        """``(source, namespace, nodes)`` from every loaded node pack, in load order."""
+        out: list[tuple[str, str, Iterable[Any]]] = []
+        for info, nodes in self.loader.call_each("register_nodes", kinds=("node_pack", "node_folder")):
+            materialised = list(nodes or ())
+            info.node_count = len(materialised)
+            out.append((info.name, info.namespace or info.name, materialised))
+        return out
+
+    def build_node_registry(self) -> NodeRegistry:
+        generation = self.registry.current.generation + 1
+        registry = NodeRegistry.build(self.node_contributions(), generation)
+        for collision in registry.collisions:
+            log.warning(collision.describe())
+        return registry
+
+    def reload_nodes(self) -> NodeRegistry:
+        """Build a fresh snapshot from the packs registered now and swap it in."""
+        registry = self.build_node_registry()
+        self.registry.swap(registry)
+        return registry
+
+    # -- routes ----------------------------------------------------------------------------
+    def plugin_routes(self) -> list[BaseRoute]:
+        """Every plugin's routes plus the auth mode's, checked for duplicate paths."""
+        claimed: dict[str, str] = {}
+        routes: list[BaseRoute] = []
+
+        def claim(route: BaseRoute, owner: str) -> None:
+            for key in _route_keys(route):
+                if key in claimed:
+                    raise StartupError(f"route {key} is provided by both {claimed[key]} and {owner}")
+                claimed[key] = owner
+            routes.append(route)
+
+        for info, items in self.call_each("register_routes", kernel=self):
+            for item in items or ():
+                claim(item, _provider(info))
+        if self.auth is not None:
+            for item in self.auth.routes():
+                claim(item, f"auth mode {self.config.auth.mode!r}")
+        return routes
+
+    def commands(self) -> list[CliCommand]:
+        out: list[CliCommand] = []
+        for _, items in self.call_each("register_commands", kernel=self):
+            out.extend(items or ())
+        return out
+
+    # -- life-cycle ------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Open stores and the auth mode, enter plugin lifespans (LIFO exit), run observers."""
+        timeout = self.config.server.lifespan_timeout_seconds
+        async with contextlib.AsyncExitStack() as stack:
+            for kind, store in self.storage.items():
+                await _open_resource(stack, store, f"{kind} storage", timeout)
+            if self.auth is not None:
+                await _open_resource(stack, self.auth, f"auth mode {self.config.auth.mode!r}", timeout)
+            for info, cm in self.call_each("lifespan", kernel=self):
+                if cm is None:
+                    continue
+                await _enter_bounded(stack, cm, f"plugin {info.name!r} lifespan", timeout)
+            from comfytavern.observers import run_observers
+
+            async with anyio.create_task_group() as tg:
+                await tg.start(run_observers, self)
+                self.started = True
+                self.ready = True
+                try:
+                    yield
+                finally:
+                    self.ready = False
+                    tg.cancel_scope.cancel()
+        self.started = False
+
+
+async def _open_resource(stack: contextlib.AsyncExitStack, resource: Any, what: str, timeout: float) -> None:
+    opener = getattr(resource, "open", None)
+    closer = getattr(resource, "close", None)
+    if opener is not None:
+        try:
+            with anyio.fail_after(timeout):
+                await opener()
+        except TimeoutError:
+            raise StartupError(f"{what} did not open within {timeout} s") from None
+    if closer is not None:
+
+        async def close() -> None:
+            with anyio.move_on_after(timeout, shield=True):
+                await closer()
+
+        stack.push_async_callback(close)
+
+
+async def _enter_bounded(
+    stack: contextlib.AsyncExitStack, cm: contextlib.AbstractAsyncContextManager[Any], what: str, timeout: float
+) -> None:
+    try:
+        with anyio.fail_after(timeout):
+            await cm.__aenter__()
+    except TimeoutError:
+        raise StartupError(f"{what} did not start within {timeout} s") from None
+
+    async def exit_(exc_type: Any, exc: Any, tb: Any) -> bool:
+        with anyio.move_on_after(timeout, shield=True) as scope:
+            result = await cm.__aexit__(exc_type, exc, tb)
+            return bool(result)
+        if scope.cancelled_caught:
+            log.error("%s did not stop within %s s", what, timeout)
+        return False
+
+    stack.push_async_exit(exit_)
+
+
+def _normalise_path(path: str) -> str:
+    import re
+
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def _route_keys(route: BaseRoute) -> list[str]:
+    if isinstance(route, Route):
+        methods = sorted(route.methods or {"GET"})
+        return [f"{m} {_normalise_path(route.path)}" for m in methods if m != "HEAD"]
+    if isinstance(route, WebSocketRoute):
+        return [f"WEBSOCKET {_normalise_path(route.path)}"]
+    if isinstance(route, Mount):
+        return [f"MOUNT {_normalise_path(route.path)}"]
+    return []

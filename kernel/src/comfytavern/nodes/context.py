@@ -1,0 +1,64 @@
+"""What a running node receives besides its inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from comfytavern.auth import Principal
+
+__all__ = ["CredentialResolver", "NodeContext"]
+
+
+class CredentialResolver(Protocol):
+    """Looks up the run owner's stored secret for a service name (e.g. ``openai``)."""
+
+    async def __call__(self, user_id: str, service: str) -> str | None: ...
+
+
+async def _no_credentials(user_id: str, service: str) -> str | None:
+    return None
+
+
+async def _no_progress(value: float, maximum: float | None) -> None:
+    return None
+
+
+@dataclass
+class NodeContext:
+    """Per-node execution context.
+
+    ``services`` are the kernel's named services (``kernel.services``): plugins put shared
+    objects there (an HTTP client, the storage) and nodes look them up by name.
+    """
+
+    prompt_id: str
+    node_id: str
+    user: Principal
+    config_values: Mapping[str, Any] = field(default_factory=dict)
+    mode_id: str | None = None
+    interface_inputs: Mapping[str, Any] = field(default_factory=dict)
+    interface_outputs: Mapping[str, Any] = field(default_factory=dict)
+    services: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    _progress: Callable[[float, float | None], Awaitable[None]] = _no_progress
+    _credentials: CredentialResolver = _no_credentials
+
+    @property
+    def user_id(self) -> str:
+        return self.user.id
+
+    async def progress(self, value: float, maximum: float | None = None) -> None:
+        """Report progress of a long node (sent to the editor as ``NODE_PROGRESS``)."""
+        await self._progress(value, maximum)
+
+    async def credential(self, service: str) -> str | None:
+        """The run owner's stored secret for ``service``, or ``None``. Never log it."""
+        return await self._credentials(self.user.id, service)
+
+    def service(self, name: str) -> Any:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise LookupError(f"service {name!r} is not available on this server") from None

@@ -1,0 +1,56 @@
+"""Dispatches hub events to ``on_execution_event`` implementations, off the engine's hot path.
+
+One task reads a hub subscription and calls each observer separately; a returned awaitable is
+awaited with a time limit; exceptions are logged and dropped so one bad observer never affects
+runs or other observers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+if TYPE_CHECKING:
+    from comfytavern.kernel import Kernel
+
+log = logging.getLogger("comfytavern.observers")
+
+#: Seconds one observer may spend on one event.
+OBSERVER_TIMEOUT = 5.0
+#: Events buffered for observers before the oldest are dropped (observers must keep up).
+OBSERVER_BUFFER = 100_000
+
+
+async def run_observers(kernel: Kernel, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    impls = kernel.pm.hook.on_execution_event.get_hookimpls()
+    if not impls:
+        task_status.started()
+        return
+    while True:
+        subscription = kernel.hub.subscribe(max_buffer=OBSERVER_BUFFER)
+        task_status.started()
+        task_status = anyio.TASK_STATUS_IGNORED
+        with subscription:
+            async for event in subscription:
+                for impl in impls:
+                    info = kernel.loader.table.get(impl.plugin_name)
+                    if info is None or info.status != "loaded":
+                        continue
+                    await _call_one(impl, event)
+        if not subscription.overflowed:
+            return
+        log.warning("execution-event observers fell behind; events were dropped")
+
+
+async def _call_one(impl: Any, event: Any) -> None:
+    try:
+        result = impl.function(event)
+        if inspect.isawaitable(result):
+            with anyio.fail_after(OBSERVER_TIMEOUT):
+                await result
+    except Exception:  # noqa: BLE001 - observers must never break anything
+        log.exception("on_execution_event observer %s failed", impl.plugin_name)
