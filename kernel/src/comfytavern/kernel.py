@@ -64,7 +64,7 @@ class Kernel:
         )
         self.hub = EventHub()
         #: Named shared objects (``scheduler``, ``http``...); nodes see them as ``ctx.services``.
-        self.services: dict[str, Any] = {}
+        self.services: dict[str, Any] = {"config": config, "hub": self.hub}
         self.registry = RegistryHolder()
         self.storage = StorageSet()
         self.auth: AuthBackend | None = None
