@@ -220,7 +220,7 @@ class PluginLoader:
         caller = getattr(self.pm.hook, hook_name)
         allowed_kinds = set(kinds) if kinds is not None else None
         results: list[tuple[PluginInfo, Any]] = []
-        for impl in reversed(caller.get_hookimpls()):  # pluggy stores LIFO; we want FIFO
+        for impl in caller.get_hookimpls():  # registration order (pluggy itself calls LIFO)
             info = self.table.get(impl.plugin_name)
             if info is None or info.status != "loaded":
                 continue

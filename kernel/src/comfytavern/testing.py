@@ -12,7 +12,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import importlib
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,10 @@ from comfytavern.app import create_app
 from comfytavern.config import Config, load_config
 from comfytavern.kernel import Kernel
 
-__all__ = ["client_for", "make_config", "make_kernel"]
+__all__ = ["NO_STORAGE", "client_for", "make_config", "make_dist", "make_kernel", "on_path"]
+
+#: Storage left unconfigured, for tests that need no storage plugin.
+NO_STORAGE: dict[str, Any] = {"projects": None, "accounts": None, "runs": None}
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,9 +54,16 @@ def make_kernel(
     plugins: Sequence[Any] = (),
     node_packs: Sequence[Any] = (),
     load_entrypoints: bool = True,
+    plugins_config: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> Kernel:
-    """A kernel with every installed plugin (unless ``load_entrypoints=False``) plus ``plugins``."""
+    """A kernel with every installed plugin (unless ``load_entrypoints=False``) plus ``plugins``.
+
+    ``overrides`` are configuration sections (``auth={...}``, ``storage={...}``); the ``plugins``
+    section is passed as ``plugins_config`` because ``plugins`` names the in-process plugin objects.
+    """
+    if plugins_config is not None:
+        overrides["plugins"] = dict(plugins_config)
     return Kernel(
         make_config(data_dir, **overrides),
         plugins=plugins,
@@ -62,3 +76,45 @@ def client_for(kernel: Kernel, **kwargs: Any) -> TestClient:
     """A TestClient for the kernel's app; use it in ``with`` so lifespans run."""
     kwargs.setdefault("base_url", "http://127.0.0.1:3233")
     return TestClient(create_app(kernel), **kwargs)
+
+
+# -- fake installed distributions -------------------------------------------------------------
+# importlib.metadata reads ``*.dist-info`` folders from every ``sys.path`` entry exactly as it does
+# for pip-installed packages, so these exercise real entry-point discovery without pip.
+
+def make_dist(
+    root: Path,
+    name: str,
+    *,
+    version: str = "1.0",
+    entry_points: Mapping[str, Mapping[str, str]],
+    modules: Mapping[str, str],
+) -> None:
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
+    lines = []
+    for group, entries in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{ep} = {target}" for ep, target in entries.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for rel, source in modules.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+
+
+@contextmanager
+def on_path(root: Path) -> Iterator[None]:
+    before = set(sys.modules)
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+        for mod in set(sys.modules) - before:
+            file = getattr(sys.modules[mod], "__file__", None) or ""
+            if file.startswith(str(root)):
+                del sys.modules[mod]
+        importlib.invalidate_caches()
