@@ -1,0 +1,47 @@
+"""Example plugin: ``GET /api/hello`` answers with a greeting prepared by the plugin's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+
+from comfytavern import current_principal, hookimpl, json_response, route
+
+
+class HelloSettings(msgspec.Struct, forbid_unknown_fields=True):
+    """``plugins.settings.hello`` in config.json."""
+
+    greeting: str = "你好"
+
+
+class HelloResponse(msgspec.Struct):
+    message: str
+    served: int
+
+
+@hookimpl
+def lifespan(kernel: Any) -> contextlib.AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def run() -> AsyncIterator[None]:
+        settings = kernel.plugin_settings("hello", HelloSettings)
+        kernel.services["hello"] = {"greeting": settings.greeting, "served": 0}
+        try:
+            yield
+        finally:
+            kernel.services.pop("hello", None)
+
+    return run()
+
+
+@hookimpl
+def register_routes(kernel: Any) -> list[Any]:
+    async def hello(request: Any) -> Any:
+        state = kernel.services["hello"]
+        state["served"] += 1
+        user = current_principal(request)
+        return json_response(HelloResponse(f"{state['greeting']}, {user.username}", state["served"]))
+
+    return [route("/api/hello", hello, summary="Greet the caller", response=HelloResponse, tags=["examples"])]
