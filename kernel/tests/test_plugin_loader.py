@@ -126,3 +126,31 @@ def test_unknown_auth_mode_lists_installed(tmp_path: Path) -> None:
 def test_unknown_storage_backend_lists_installed(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match=r"\$\.storage\.projects: no projects storage backend named 'nowhere'"):
         make_kernel(tmp_path, storage={**NO_STORAGE, "projects": "nowhere"})
+
+
+def _provider_plugin(tag: str, records: str) -> object:
+    from comfytavern import AuthMode, StorageBackend, hookimpl
+
+    class Provider:
+        name = tag
+
+        @hookimpl
+        def register_auth_modes(self, kernel: object) -> list[AuthMode]:
+            if records != "auth":
+                return []
+            return [AuthMode("twin", lambda kernel, settings: None)]
+
+        @hookimpl
+        def register_storage_backends(self, kernel: object) -> list[StorageBackend]:
+            if records != "storage":
+                return []
+            return [StorageBackend("twin", "runs", lambda kernel, settings: object())]
+
+    return Provider()
+
+
+@pytest.mark.parametrize(("records", "what"), [("auth", "auth mode 'twin'"), ("storage", "runs storage backend 'twin'")])
+def test_duplicate_names_name_both_providers(tmp_path: Path, records: str, what: str) -> None:
+    with pytest.raises(StartupError) as info:
+        make_kernel(tmp_path, storage=NO_STORAGE, plugins=[_provider_plugin("first", records), _provider_plugin("second", records)])
+    assert f"{what} is provided by both first and second" in str(info.value)
