@@ -1,0 +1,29 @@
+"""The character library plugin: SillyTavern cards (V1/V2/V3, PNG or JSON) per user.
+
+Routes under ``/api/characters`` (scope group ``characters``); settings under
+``plugins.settings.characters`` (:class:`comfytavern.cards.CardLibrarySettings`). The library
+object is also published as the ``characters`` service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from comfytavern import hookimpl
+from comfytavern.cards import SETTINGS_KEY, CardLibrarySettings
+from comfytavern_characters.library import CharacterLibrary
+from comfytavern_characters.routes import build_routes
+
+__all__ = ["CharacterLibrary", "register_routes"]
+
+
+@hookimpl
+def register_routes(kernel: Any) -> list[BaseRoute]:
+    settings = kernel.plugin_settings(SETTINGS_KEY, CardLibrarySettings)
+    library = kernel.services.get("characters")
+    if not isinstance(library, CharacterLibrary):
+        library = CharacterLibrary(kernel.config, settings)
+        kernel.services["characters"] = library
+    return build_routes(library)
