@@ -1,0 +1,72 @@
+"""Crash-safe file replacement: a reader (or a restart after ``kill -9``) sees the old file or the
+new one, never a torn mix.
+
+Blocking calls only; the store runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["TEMP_PREFIX", "fsync_dir", "sweep_temp_files", "write_atomic"]
+
+#: Temporary files start with a dot so listings skip them.
+TEMP_PREFIX = ".tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames and creations inside ``path`` durable (a no-op where directories can't be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file in the same folder, fsync, rename, fsync folder.
+
+    The rename is atomic because the temporary file lives on the same filesystem as the target.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def sweep_temp_files(folder: Path, *, older_than: float = 3600.0) -> int:
+    """Remove temporary files a crashed writer left in ``folder``; returns how many.
+
+    Only files older than ``older_than`` seconds go, so a write in progress is never touched.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(TEMP_PREFIX) or not entry.is_file(follow_symlinks=False):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed += 1
+    return removed
