@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,6 +18,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.auth import AuthMiddleware
+from comfytavern.logs import RequestContextMiddleware
+from comfytavern.metrics import MetricsMiddleware, metrics_for, run_event_metrics
 from comfytavern.http import ApiError, error_response, json_response, route
 from comfytavern.kernel import Kernel
 from comfytavern.version import __version__
@@ -25,6 +29,9 @@ __all__ = ["create_app", "kernel_routes"]
 log = logging.getLogger("comfytavern.app")
 
 CORS_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+#: When this process started (``startedAt`` in ``/healthz``; changes after a restart).
+_STARTED = time.time()
+STARTED_AT = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(_STARTED)) + f".{int(_STARTED * 1000) % 1000:03d}Z"
 
 
 class BodyLimitMiddleware:
@@ -106,7 +113,7 @@ def kernel_routes(kernel: Kernel) -> list[BaseRoute]:
     """Health, readiness and the plugin listing. ``/kernel/...`` cannot clash with ``/api/...``."""
 
     async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok", "version": __version__})
+        return json_response({"status": "ok", "version": __version__, "startedAt": STARTED_AT})
 
     async def readyz(request: Request) -> Response:
         if not kernel.ready:
@@ -137,9 +144,18 @@ def create_app(kernel: Kernel) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with kernel.lifespan():
-            yield
+            async with anyio.create_task_group() as tg:
+                await tg.start(run_event_metrics, kernel)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
 
+    metrics_for(kernel)
     middleware = [
+        # Outermost first: request id + access log, then metrics, so both see every response.
+        Middleware(RequestContextMiddleware),
+        Middleware(MetricsMiddleware, metrics_getter=lambda: metrics_for(kernel)),
         Middleware(BodyLimitMiddleware, max_bytes=cfg.server.max_body_bytes),
         Middleware(
             CORSMiddleware,

@@ -86,6 +86,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             port=config.server.port,
             reload=True,
             log_config=None,
+            access_log=False,
         )
         return 0
     try:
@@ -95,9 +96,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(kernel)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=config.server.host, port=config.server.port, log_config=None, ws_max_size=16 * 1024 * 1024)
+        uvicorn.Config(
+            app,
+            host=config.server.host,
+            port=config.server.port,
+            log_config=None,
+            ws_max_size=16 * 1024 * 1024,
+            # comfytavern.logs.RequestContextMiddleware writes the access log (with request ids).
+            access_log=False,
+            # Long-lived streams (SSE, WebSockets) must not hold a shutdown or restart forever.
+            timeout_graceful_shutdown=config.execution.shutdown_timeout_seconds + 5.0,
+        )
     )
     kernel.services["uvicorn_server"] = server
+    from comfytavern.restart import RestartController
+
+    # POST /api/server/restart uses it; it sets "restart_requested" (called below) when claimed.
+    kernel.services["restart"] = RestartController(kernel, server)
     server.run()
     restart = kernel.services.get("restart_requested")
     if restart:

@@ -118,6 +118,13 @@ class RouteDoc:
     responses: dict[int, str] = field(default_factory=dict)
     status: int = 200
     content_type: str = "application/json"
+    #: A msgspec Struct whose fields document the query parameters (for OpenAPI).
+    query: Any = None
+    #: Media type of the request body (``multipart/form-data`` for uploads: ``body`` then
+    #: describes the form fields).
+    body_content_type: str = "application/json"
+    #: Explicit OpenAPI ``operationId`` (default: derived from the method and path).
+    operation_id: str | None = None
 
 
 def check_access(principal: Principal | None, doc: RouteDoc, method: str) -> None:

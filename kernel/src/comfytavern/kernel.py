@@ -214,7 +214,12 @@ class Kernel:
 
     # -- routes ----------------------------------------------------------------------------
     def plugin_routes(self) -> list[BaseRoute]:
-        """Every plugin's routes plus the auth mode's, checked for duplicate paths."""
+        """Every plugin's routes plus the auth mode's, checked for duplicate paths.
+
+        Routes flagged ``route.fallback = True`` (catch-alls such as the static frontend's
+        ``Mount("/")``) are placed after every other route, so kernel routes and every plugin's
+        routes win whatever the plugin load order.
+        """
         claimed: dict[str, str] = {}
         routes: list[BaseRoute] = []
 
@@ -231,7 +236,9 @@ class Kernel:
         if self.auth is not None:
             for item in self.auth.routes():
                 claim(item, f"auth mode {self.config.auth.mode!r}")
-        return routes
+        return [r for r in routes if not getattr(r, "fallback", False)] + [
+            r for r in routes if getattr(r, "fallback", False)
+        ]
 
     def commands(self) -> list[CliCommand]:
         out: list[CliCommand] = []

@@ -1,0 +1,497 @@
+"""Prometheus metrics: a small per-kernel registry, the HTTP middleware and the run observer.
+
+No global state (tests build many kernels): each kernel owns one :class:`ServerMetrics`, found
+with :func:`metrics_for`. The text exposition format (version 0.0.4) is rendered by
+:meth:`ServerMetrics.render`; ``GET /metrics`` (the ``server`` plugin) serves it.
+
+What is measured and where it comes from:
+
+- HTTP requests by method, route *template* and status, and their durations:
+  :class:`MetricsMiddleware` (pure ASGI, in the kernel's middleware list). The template keeps the
+  label set bounded (``/api/projects/{projectId}``, never the concrete id); unmatched paths share
+  the label ``<unmatched>``.
+- WebSocket connections open now and in total: the same middleware, counted when the app sends
+  ``websocket.accept`` and released when the connection ends. Routes served by the app need to do
+  nothing; code that serves sockets outside the app can use :meth:`ServerMetrics.track_websocket`.
+- Runs queued / running, finished by status, run durations, node durations by node type:
+  :func:`run_event_metrics` reads the kernel's event hub (``EXECUTION_STATUS_UPDATE``,
+  ``NODE_EXECUTING``, ``NODE_COMPLETE``, ``NODE_ERROR``, ``SYSTEM_QUEUE_UPDATE``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from comfytavern.events import HubEvent
+from comfytavern.version import __version__
+
+if TYPE_CHECKING:
+    from comfytavern.kernel import Kernel
+
+__all__ = [
+    "CONTENT_TYPE",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "MetricsMiddleware",
+    "MetricsRegistry",
+    "ServerMetrics",
+    "metrics_for",
+    "route_templates",
+    "run_event_metrics",
+]
+
+log = logging.getLogger("comfytavern.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNMATCHED = "<unmatched>"
+#: When this process imported the kernel (close enough to the process start for dashboards).
+PROCESS_START = time.time()
+TERMINAL_STATUSES = frozenset({"complete", "error", "interrupted", "skipped"})
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+NODE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _fmt(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+class _Metric:
+    kind = ""
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
+        self.name = name
+        self.help = help
+        self.labelnames = tuple(labelnames)
+        self._lock = threading.Lock()
+
+    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {tuple(labels)}")
+        return tuple(str(labels[n]) for n in self.labelnames)
+
+    def header(self) -> list[str]:
+        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+
+    def samples(self) -> list[str]:
+        raise NotImplementedError
+
+
+class Counter(_Metric):
+    """A monotonically increasing count (thread-safe)."""
+
+    kind = "counter"
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
+        super().__init__(name, help, labelnames)
+        self._values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def value(self, **labels: str) -> float:
+        return self._values.get(self._key(labels), 0.0)
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        return [f"{self.name}{_labels(self.labelnames, k)} {_fmt(v)}" for k, v in items]
+
+
+class Gauge(_Metric):
+    """A value that goes up and down (thread-safe)."""
+
+    kind = "gauge"
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
+        super().__init__(name, help, labelnames)
+        self._values: dict[tuple[str, ...], float] = {} if labelnames else {(): 0.0}
+
+    def set(self, value: float, **labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = float(value)
+
+    def inc(self, amount: float = 1.0, **labels: str) -> None:
+        key = self._key(labels)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def dec(self, amount: float = 1.0, **labels: str) -> None:
+        self.inc(-amount, **labels)
+
+    def value(self, **labels: str) -> float:
+        return self._values.get(self._key(labels), 0.0)
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            items = sorted(self._values.items())
+        return [f"{self.name}{_labels(self.labelnames, k)} {_fmt(v)}" for k, v in items]
+
+
+class Histogram(_Metric):
+    """Cumulative buckets, sum and count per label set (thread-safe)."""
+
+    kind = "histogram"
+
+    def __init__(
+        self, name: str, help: str, labelnames: Sequence[str] = (), buckets: Sequence[float] = DURATION_BUCKETS
+    ) -> None:
+        super().__init__(name, help, labelnames)
+        self.buckets = tuple(sorted(buckets))
+        self._series: dict[tuple[str, ...], list[float]] = {}
+
+    def observe(self, value: float, **labels: str) -> None:
+        key = self._key(labels)
+        index = bisect.bisect_left(self.buckets, value)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                # per-bucket counts (non-cumulative), then +Inf, sum, count
+                series = self._series[key] = [0.0] * (len(self.buckets) + 3)
+            series[index] += 1
+            series[-2] += value
+            series[-1] += 1
+
+    def count(self, **labels: str) -> float:
+        series = self._series.get(self._key(labels))
+        return series[-1] if series else 0.0
+
+    def total(self, **labels: str) -> float:
+        series = self._series.get(self._key(labels))
+        return series[-2] if series else 0.0
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            items = sorted((k, list(v)) for k, v in self._series.items())
+        out: list[str] = []
+        for key, series in items:
+            running = 0.0
+            for bound, count in zip((*self.buckets, math.inf), series[: len(self.buckets) + 1], strict=True):
+                running += count
+                le = f'le="{_fmt(bound)}"'
+                out.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {_fmt(running)}")
+            out.append(f"{self.name}_sum{_labels(self.labelnames, key)} {_fmt(series[-2])}")
+            out.append(f"{self.name}_count{_labels(self.labelnames, key)} {_fmt(series[-1])}")
+        return out
+
+
+class MetricsRegistry:
+    """An ordered set of metrics rendered together; names must be unique."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, _Metric] = {}
+
+    def register(self, metric: Any) -> Any:
+        if metric.name in self._metrics:
+            raise ValueError(f"a metric named {metric.name!r} is already registered")
+        self._metrics[metric.name] = metric
+        return metric
+
+    def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
+        return self.register(Counter(name, help, labelnames))
+
+    def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
+        return self.register(Gauge(name, help, labelnames))
+
+    def histogram(
+        self, name: str, help: str, labelnames: Sequence[str] = (), buckets: Sequence[float] = DURATION_BUCKETS
+    ) -> Histogram:
+        return self.register(Histogram(name, help, labelnames, buckets))
+
+    def get(self, name: str) -> _Metric | None:
+        return self._metrics.get(name)
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for metric in self._metrics.values():
+            lines.extend(metric.header())
+            lines.extend(metric.samples())
+        return "\n".join(lines) + "\n"
+
+
+class ServerMetrics:
+    """Every metric the server exports, plus the run/node state derived from hub events.
+
+    Plugins may add their own metrics with ``metrics.registry.counter(...)`` etc.; names should
+    start with ``ct_``.
+    """
+
+    def __init__(self) -> None:
+        r = self.registry = MetricsRegistry()
+        self.build_info = r.gauge("ct_build_info", "Server version (always 1).", ["version"])
+        self.build_info.set(1, version=__version__)
+        self.start_time = r.gauge("ct_process_start_time_seconds", "Unix time the server process started.")
+        self.start_time.set(PROCESS_START)
+        self.http_requests = r.counter(
+            "ct_http_requests_total", "HTTP requests by method, route template and status.", ["method", "route", "status"]
+        )
+        self.http_duration = r.histogram(
+            "ct_http_request_duration_seconds", "HTTP request durations by method and route template.", ["method", "route"]
+        )
+        self.ws_connections = r.gauge("ct_ws_connections", "WebSocket connections open now.")
+        self.ws_connections_total = r.counter("ct_ws_connections_total", "WebSocket connections accepted since start.")
+        self.runs_queued = r.gauge("ct_runs_queued", "Runs waiting in the queue.")
+        self.runs_running = r.gauge("ct_runs_running", "Runs executing now.")
+        self.runs_finished = r.counter("ct_runs_finished_total", "Runs that ended, by final status.", ["status"])
+        self.run_duration = r.histogram(
+            "ct_run_duration_seconds", "Run durations (from running to the final status), by status.", ["status"], RUN_BUCKETS
+        )
+        self.node_duration = r.histogram(
+            "ct_node_duration_seconds",
+            "Node execution durations by node type and outcome (complete or error).",
+            ["type", "status"],
+            NODE_BUCKETS,
+        )
+        self._run_status: dict[str, str] = {}
+        self._run_started: dict[str, float] = {}
+        self._node_started: dict[tuple[str, str], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def render(self) -> str:
+        return self.registry.render()
+
+    # -- WebSockets ------------------------------------------------------------------------
+    def websocket_opened(self) -> None:
+        self.ws_connections.inc()
+        self.ws_connections_total.inc()
+
+    def websocket_closed(self) -> None:
+        self.ws_connections.dec()
+
+    @contextlib.contextmanager
+    def track_websocket(self) -> Iterator[None]:
+        """Count one open WebSocket for the duration of the block (for sockets the app does not serve)."""
+        self.websocket_opened()
+        try:
+            yield
+        finally:
+            self.websocket_closed()
+
+    # -- runs ------------------------------------------------------------------------------
+    def observe_event(self, event: HubEvent, now: float | None = None) -> None:
+        """Update run and node metrics from one hub event (unknown events are ignored)."""
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if event.type == "EXECUTION_STATUS_UPDATE":
+                self._on_status(payload, event.prompt_id, now)
+            elif event.type == "NODE_EXECUTING":
+                self._on_node_start(payload, event.prompt_id, now)
+            elif event.type in ("NODE_COMPLETE", "NODE_ERROR"):
+                self._on_node_end(payload, event.prompt_id, now, "complete" if event.type == "NODE_COMPLETE" else "error")
+            elif event.type == "SYSTEM_QUEUE_UPDATE" and event.owner_id is None:
+                running = _count(payload.get("runningExecutions"))
+                pending = _count(payload.get("pendingExecutions"))
+                if running is not None:
+                    self.runs_running.set(running)
+                if pending is not None:
+                    self.runs_queued.set(pending)
+
+    def _on_status(self, payload: dict[str, Any], prompt_id: str | None, now: float) -> None:
+        run = str(payload.get("promptId") or prompt_id or "")
+        status = str(payload.get("status") or "")
+        if not run or not status:
+            return
+        previous = self._run_status.get(run)
+        if status in TERMINAL_STATUSES:
+            if previous is None and run not in self._run_started:
+                # A terminal status for a run we never saw start still counts as finished.
+                self.runs_finished.inc(status=status)
+                return
+            self._run_status.pop(run, None)
+            started = self._run_started.pop(run, None)
+            self.runs_finished.inc(status=status)
+            if started is not None:
+                self.run_duration.observe(max(0.0, now - started), status=status)
+            for key in [k for k in self._node_started if k[0] == run]:
+                del self._node_started[key]
+        elif status in ("queued", "running"):
+            self._run_status[run] = status
+            if status == "running":
+                self._run_started.setdefault(run, now)
+        else:
+            return
+        self._recount()
+
+    def _recount(self) -> None:
+        statuses = list(self._run_status.values())
+        self.runs_queued.set(statuses.count("queued"))
+        self.runs_running.set(statuses.count("running"))
+
+    def _on_node_start(self, payload: dict[str, Any], prompt_id: str | None, now: float) -> None:
+        run = str(payload.get("promptId") or prompt_id or "")
+        node = payload.get("nodeId")
+        if not run or node is None:
+            return
+        node_type = payload.get("nodeType") or payload.get("type") or "unknown"
+        self._node_started[(run, str(node))] = (now, str(node_type))
+
+    def _on_node_end(self, payload: dict[str, Any], prompt_id: str | None, now: float, status: str) -> None:
+        run = str(payload.get("promptId") or prompt_id or "")
+        node = payload.get("nodeId")
+        if not run or node is None:
+            return
+        started = self._node_started.pop((run, str(node)), None)
+        if started is None:
+            return
+        began, node_type = started
+        node_type = str(payload.get("nodeType") or node_type)
+        self.node_duration.observe(max(0.0, now - began), type=node_type, status=status)
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        return len(value)
+    return None
+
+
+def metrics_for(kernel: Kernel) -> ServerMetrics:
+    """The kernel's :class:`ServerMetrics` (created on first use, kept at ``kernel.services["metrics"]``)."""
+    existing = kernel.services.get("metrics")
+    if isinstance(existing, ServerMetrics):
+        return existing
+    created = ServerMetrics()
+    kernel.services["metrics"] = created
+    return created
+
+
+async def run_event_metrics(kernel: Kernel, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Feed hub events into the kernel's metrics until cancelled (started by the app's lifespan)."""
+    metrics = metrics_for(kernel)
+    wanted = {"EXECUTION_STATUS_UPDATE", "NODE_EXECUTING", "NODE_COMPLETE", "NODE_ERROR", "SYSTEM_QUEUE_UPDATE"}
+    while True:
+        subscription = kernel.hub.subscribe(max_buffer=100_000, accept=lambda e: e.type in wanted)
+        task_status.started()
+        task_status = anyio.TASK_STATUS_IGNORED
+        with subscription:
+            async for event in subscription:
+                try:
+                    metrics.observe_event(event)
+                except Exception:  # noqa: BLE001 - metrics must never break anything
+                    log.exception("metrics: could not record event %s", event.type)
+        if not subscription.overflowed:
+            return
+        log.warning("metrics fell behind the event hub; some run events were not counted")
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+def _walk(routes: Sequence[BaseRoute], prefix: str, out: dict[int, str]) -> None:
+    for route in routes:
+        path = prefix + str(getattr(route, "path", ""))
+        if isinstance(route, Mount):
+            out[id(route)] = (path or "") + "/{path}"
+            _walk(route.routes, path, out)
+        else:
+            out[id(route)] = path
+
+
+def route_templates(routes: Sequence[BaseRoute]) -> dict[int, str]:
+    """``id(route) -> full path template`` for every route, nested mounts included.
+
+    Convertors are dropped (``{id:int}`` becomes ``{id}``) so labels match the OpenAPI paths.
+    """
+    import re
+
+    out: dict[int, str] = {}
+    _walk(routes, "", out)
+    return {key: re.sub(r"\{([^}:]+)(?::[^}]*)?\}", r"{\1}", value) for key, value in out.items()}
+
+
+class MetricsMiddleware:
+    """Pure ASGI: counts HTTP requests by route template and status, and open WebSockets."""
+
+    def __init__(self, app: ASGIApp, *, metrics_getter: Any) -> None:
+        self.app = app
+        self._metrics_getter = metrics_getter
+        self._templates: dict[int, str] | None = None
+
+    def _template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED
+        if self._templates is None or id(route) not in self._templates:
+            app = scope.get("app")
+            self._templates = route_templates(getattr(app, "routes", []) or [])
+        return self._templates.get(id(route), str(getattr(route, "path", UNMATCHED)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        metrics: ServerMetrics = self._metrics_getter()
+        started = time.perf_counter()
+        status = 500
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            method = str(scope.get("method", "GET"))
+            template = self._template(scope)
+            metrics.http_requests.inc(method=method, route=template, status=str(status))
+            metrics.http_duration.observe(time.perf_counter() - started, method=method, route=template)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics: ServerMetrics = self._metrics_getter()
+        accepted = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept" and not accepted:
+                accepted = True
+                metrics.websocket_opened()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            if accepted:
+                metrics.websocket_closed()

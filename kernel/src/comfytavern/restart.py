@@ -1,0 +1,109 @@
+"""Graceful in-place restart of a ``comfytavern serve`` process (``POST /api/server/restart``).
+
+Sequence, after the route has already answered 202:
+
+1. the scheduler (``kernel.services["scheduler"]``) stops accepting runs and finishes or
+   interrupts the running ones per ``execution.on_shutdown``, bounded by
+   ``execution.shutdown_timeout_seconds``; it records the ones it cuts off as interrupted;
+2. uvicorn is asked to exit: it stops listening, closes idle keep-alive connections and
+   WebSockets (close code 1012, "service restart"), waits for in-flight requests, then runs the
+   lifespan shutdown (plugins, stores);
+3. once ``server.run()`` has returned, the CLI calls ``kernel.services["restart_requested"]``
+   (:meth:`RestartController.exec_`), which replaces the process with the same command line
+   (``os.execv``): same PID, fresh interpreter, freshly loaded plugins and configuration.
+
+The scheduler side is duck-typed so the kernel works with any scheduler: if it has
+``async shutdown(*, mode, timeout, reason)`` that is awaited; otherwise ``stop_accepting()``
+(sync or async) is called if present. Either way the scheduler's lifespan exit is the backstop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from comfytavern.kernel import Kernel
+
+__all__ = ["RestartController", "RestartUnavailable", "restart_command"]
+
+log = logging.getLogger("comfytavern.restart")
+
+
+class RestartUnavailable(Exception):
+    """The server cannot restart itself (not run by ``comfytavern serve``, or already restarting)."""
+
+
+def restart_command() -> list[str]:
+    """The interpreter plus the exact arguments this process was started with."""
+    original = list(getattr(sys, "orig_argv", []) or [])
+    if original:
+        return [sys.executable, *original[1:]]
+    return [sys.executable, *sys.argv]
+
+
+class RestartController:
+    """Owned by the CLI's ``serve``; published at ``kernel.services["restart"]``."""
+
+    def __init__(self, kernel: Kernel, server: Any, *, command: Sequence[str] | None = None) -> None:
+        self.kernel = kernel
+        self.server = server
+        self.command = list(command) if command is not None else restart_command()
+        self.requested = False
+        self.requested_by: str | None = None
+
+    def claim(self, requested_by: str) -> None:
+        """Reserve the restart (raises if one is already under way); call before answering 202."""
+        if self.requested:
+            raise RestartUnavailable("a restart is already in progress")
+        self.requested = True
+        self.requested_by = requested_by
+        self.kernel.services["restart_requested"] = self.exec_
+
+    async def run(self) -> None:
+        """Drain runs, then ask uvicorn to stop. Runs after the 202 response was sent."""
+        log.warning("server restart requested by %s", self.requested_by or "unknown")
+        try:
+            await self._drain_runs()
+        except Exception:  # noqa: BLE001 - a failing drain must not prevent the restart
+            log.exception("restart: the scheduler failed to drain; the lifespan shutdown will interrupt runs")
+        self.server.should_exit = True
+
+    async def _drain_runs(self) -> None:
+        scheduler = self.kernel.services.get("scheduler")
+        if scheduler is None:
+            return
+        execution = self.kernel.config.execution
+        mode, timeout = execution.on_shutdown, execution.shutdown_timeout_seconds
+        shutdown = getattr(scheduler, "shutdown", None)
+        if shutdown is not None and inspect.iscoroutinefunction(shutdown):
+            with anyio.move_on_after(timeout + 5.0) as scope:
+                result = await shutdown(mode=mode, timeout=timeout, reason="server restart")
+            if scope.cancelled_caught:
+                log.error("restart: scheduler.shutdown did not return within %.1f s", timeout + 5.0)
+            elif result:
+                log.warning("restart: runs affected by the restart (%s): %s", mode, result)
+            return
+        stop = getattr(scheduler, "stop_accepting", None)
+        if stop is not None:
+            outcome = stop()
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    def exec_(self) -> None:
+        """Replace this process with the same command line (called by the CLI after uvicorn stopped)."""
+        log.warning("restarting: exec %s", " ".join(self.command))
+        for handler in logging.getLogger().handlers:
+            try:
+                handler.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(self.command[0], self.command)
