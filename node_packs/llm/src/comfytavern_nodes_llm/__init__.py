@@ -1,0 +1,26 @@
+"""Core LLM nodes: OpenAI-compatible chat (streaming and batch), API settings, chat history.
+
+Nodes (namespace ``core``): ``APISettings``, ``History``, ``MergeHistory``, ``OpenAIChat``,
+``OpenAI``, ``GenericLlmRequest``. Operator settings live in ``plugins.settings.llm`` (see
+``docs/nodes-llm.md``).
+"""
+
+from __future__ import annotations
+
+from comfytavern import Node, hookimpl
+
+from comfytavern_nodes_llm.node_api_settings import api_settings
+from comfytavern_nodes_llm.node_generic import generic_llm_request
+from comfytavern_nodes_llm.node_history import history, merge_history
+from comfytavern_nodes_llm.node_openai import openai, openai_chat
+
+__all__ = ["NAMESPACE", "NODES", "register_nodes"]
+
+NAMESPACE = "core"
+
+NODES: tuple[Node, ...] = (api_settings, history, merge_history, openai_chat, openai, generic_llm_request)
+
+
+@hookimpl
+def register_nodes() -> list[Node]:
+    return list(NODES)
