@@ -19,6 +19,7 @@ What it does is chosen by the request's ``model``:
 ``no-done``                  finish_reason but no ``[DONE]`` (valid)
 ``no-finish``                content only, then a clean end without finish or ``[DONE]``
 ``html``                     ``200 text/html`` instead of a stream
+(path ``/moved/...``)          ``307`` redirect to the same path without ``/moved``
 ``error-<status>``           an OpenAI-style JSON error with that status
 ``flaky-<status>-<n>``       ``<status>`` for the first ``n`` calls of the test, then the reply
 ===========================  ==========================================================
@@ -49,7 +50,7 @@ import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -173,8 +174,14 @@ class FakeOpenAI:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/moved/{rest:path}", self._moved, methods=["POST", "GET"]),
             ]
         )
+
+    async def _moved(self, request: Request) -> Response:
+        """Redirects to the real API (clients must not follow it)."""
+        self._record(request, None)
+        return RedirectResponse(f"/{request.path_params['rest']}", status_code=307)
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "echo", "object": "model"}]})
@@ -218,7 +225,7 @@ class FakeOpenAI:
             if isinstance(message, dict) and message.get("role") == "user":
                 content = message.get("content")
                 if isinstance(content, list):
-                    content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                    content = " ".join(p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text")
                 if isinstance(content, str) and content:
                     return content
         return self.reply

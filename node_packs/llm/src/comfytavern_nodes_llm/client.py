@@ -236,6 +236,14 @@ async def _read_capped(response: httpx.Response, limit: int) -> bytes:
     return bytes(data[:limit])
 
 
+def _redirect_error(response: httpx.Response, endpoint: Endpoint) -> LlmStreamError:
+    location = redact(response.headers.get("location", "(no location)"), [endpoint.api_key])
+    return LlmStreamError(
+        f"LLM endpoint {endpoint.display} redirected (HTTP {response.status_code}) to {location}; "
+        "redirects are not followed, put the final URL in base_url"
+    )
+
+
 async def _error_from_response(
     response: httpx.Response, endpoint: Endpoint, attempts: int
 ) -> LlmHttpError:
@@ -432,6 +440,8 @@ async def stream_chat(
                 ) as response:
                     if response.status_code >= 400:
                         raise await _error_from_response(response, endpoint, attempt)
+                    if 300 <= response.status_code < 400:
+                        raise _redirect_error(response, endpoint)
                     if response.status_code != 200:
                         raise LlmStreamError(
                             f"LLM endpoint {where} answered HTTP {response.status_code} instead of a stream"
@@ -537,6 +547,8 @@ async def complete_chat(
                 ) as response:
                     if response.status_code >= 400:
                         raise await _error_from_response(response, endpoint, attempt)
+                    if 300 <= response.status_code < 400:
+                        raise _redirect_error(response, endpoint)
                     raw = await _read_capped(response, settings.max_response_bytes + 1)
                     if len(raw) > settings.max_response_bytes:
                         raise LlmStreamError(
