@@ -1,0 +1,1 @@
+"""Distributed execution for ComfyTavern: runs on a Redis Stream, workers, cross-instance events."""

@@ -1,0 +1,209 @@
+"""Run events and interrupts between instances over Redis pub/sub.
+
+Outbound: every event of a run published on this process's hub (by the engine running it here, or
+by the scheduler that queued it) is coalesced and published on ``<prefix>:events`` in batches.
+Inbound: batches from other processes are republished into the local hub, so the WebSocket and the
+observers of this instance see them exactly as local events. Events this bridge republishes are
+never sent back (the hub subscription ignores them while they are being published).
+
+Interrupts travel on ``<prefix>:cancel`` as plain run ids; every process receives them and the
+one executing the run cancels it.
+
+Pub/sub is at-most-once: a client that reconnects resyncs from the REST status, which is backed by
+the shared state (Redis) and the shared run store.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from comfytavern import EventHub, HubEvent
+from comfytavern_distributed.coalesce import Coalescer
+from comfytavern_distributed.keys import Keys
+
+__all__ = ["BusMessage", "EventBridge"]
+
+log = logging.getLogger("comfytavern.distributed.bus")
+
+#: Events buffered between the hub and the publisher; past this the bridge drops and logs.
+OUTBOUND_BUFFER = 100_000
+
+
+class BusMessage(msgspec.Struct, array_like=True):
+    """One batch on the events channel: origin process id and ``[type, payload, prompt_id, owner_id]`` rows."""
+
+    origin: str
+    events: list[tuple[str, Any, str | None, str | None]]
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(BusMessage)
+
+CancelHandler = Callable[[str], Awaitable[None] | None]
+EventHandler = Callable[[HubEvent], None]
+
+
+class EventBridge:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        hub: EventHub,
+        instance_id: str,
+        *,
+        window: float,
+        max_chars: int,
+        on_cancel: CancelHandler | None = None,
+        on_remote_event: EventHandler | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.hub = hub
+        self.instance_id = instance_id
+        self.coalescer = Coalescer(window, max_chars)
+        self.on_cancel = on_cancel
+        self.on_remote_event = on_remote_event
+        self._republishing = False
+        #: Counters for tests and ``system_stats``.
+        self.sent_events = 0
+        self.received_events = 0
+
+    # -- public ----------------------------------------------------------------------------
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Forward and receive until cancelled; ``started`` once both directions are live."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self._receive)
+            await tg.start(self._forward)
+            task_status.started()
+
+    async def request_cancel(self, run_id: str) -> None:
+        """Ask every process to interrupt ``run_id`` (the one executing it does)."""
+        await self.redis.publish(self.keys.cancel, run_id)
+
+    async def publish_now(self, events: Iterable[HubEvent], *, local: bool = True) -> None:
+        """Publish events directly (not from this process's engine), e.g. a ``worker_lost`` status.
+
+        With ``local`` they are also published on this process's hub, like remote events.
+        """
+        batch = list(events)
+        if not batch:
+            return
+        if local:
+            self._republish(batch)
+        await self._send(batch)
+
+    # -- outbound --------------------------------------------------------------------------
+    def _accept(self, event: HubEvent) -> bool:
+        return event.prompt_id is not None and not self._republishing
+
+    async def _forward(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        subscription = self.hub.subscribe(max_buffer=OUTBOUND_BUFFER, accept=self._accept)
+        task_status.started()
+        with subscription:
+            try:
+                while True:
+                    deadline = self.coalescer.next_deadline()
+                    timeout = math.inf if deadline is None else max(0.0, deadline - time.monotonic())
+                    event: HubEvent | None = None
+                    with anyio.move_on_after(timeout):
+                        event = await subscription.receive()
+                    now = time.monotonic()
+                    ready = self.coalescer.due(now)
+                    if event is not None:
+                        ready += self.coalescer.add(event, now)
+                    while (extra := subscription.get_nowait()) is not None:
+                        ready += self.coalescer.add(extra, now)
+                    if ready:
+                        await self._send(ready)
+            except anyio.EndOfStream:
+                log.error("event bridge fell more than %d events behind; cross-instance events were dropped", OUTBOUND_BUFFER)
+            finally:
+                rest = self.coalescer.drain()
+                if rest:
+                    with anyio.move_on_after(2, shield=True):
+                        await self._send(rest)
+
+    async def _send(self, events: list[HubEvent]) -> None:
+        message = BusMessage(self.instance_id, [(e.type, e.payload, e.prompt_id, e.owner_id) for e in events])
+        try:
+            await self.redis.publish(self.keys.events, _encoder.encode(message))
+            self.sent_events += len(events)
+        except RedisError as exc:
+            log.warning("could not publish %d run event(s) to Redis: %s", len(events), exc)
+
+    # -- inbound ---------------------------------------------------------------------------
+    async def _receive(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        delay = 0.2
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.events, self.keys.cancel)
+                task_status.started()
+                task_status = anyio.TASK_STATUS_IGNORED
+                delay = 0.2
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        await self._dispatch(message)
+            except (RedisError, OSError) as exc:
+                log.warning("Redis pub/sub connection lost (%s); reconnecting in %.1f s", exc, delay)
+            finally:
+                with anyio.move_on_after(2, shield=True):
+                    await pubsub.aclose()
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        data = message.get("data")
+        if channel == self.keys.cancel:
+            run_id = data.decode() if isinstance(data, bytes) else str(data)
+            await self._cancel(run_id)
+            return
+        try:
+            batch = _decoder.decode(data)
+        except (msgspec.DecodeError, TypeError) as exc:
+            log.warning("ignored a malformed message on %s: %s", self.keys.events, exc)
+            return
+        if batch.origin == self.instance_id:
+            return
+        events = [HubEvent(t, p, r, o) for t, p, r, o in batch.events]
+        self.received_events += len(events)
+        self._republish(events)
+
+    def _republish(self, events: list[HubEvent]) -> None:
+        self._republishing = True
+        try:
+            for event in events:
+                self.hub.publish(event)
+        finally:
+            self._republishing = False
+        if self.on_remote_event is not None:
+            for event in events:
+                try:
+                    self.on_remote_event(event)
+                except Exception:  # noqa: BLE001 - a bad listener must not stop the bridge
+                    log.exception("remote event listener failed")
+
+    async def _cancel(self, run_id: str) -> None:
+        if self.on_cancel is None:
+            return
+        try:
+            result = self.on_cancel(run_id)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001
+            log.exception("interrupt of run %s failed", run_id)
