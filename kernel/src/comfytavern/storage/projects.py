@@ -89,14 +89,15 @@ def check_id(value: Any, *, what: str = "id") -> str:
     characters, ``.``/``..``, leading dot, reserved device names, at most 200 UTF-8 bytes), plus
     no lone surrogates (what undecodable percent-escapes become).
     """
+    if isinstance(value, str) and any(unicodedata.category(c) == "Cs" for c in value):
+        # Checked first: check_name would fail on encoding them rather than reject them.
+        raise InvalidId(f"{what} is not valid UTF-8")
     try:
         checked = check_name(value, what=what)
     except InvalidId:
         raise
     except UnsafeName as exc:
         raise InvalidId(str(exc)) from None
-    if any(unicodedata.category(c) == "Cs" for c in checked):
-        raise InvalidId(f"{what} is not valid UTF-8")
     if checked != value:
         # NFC changed it: accept the canonical form only, so one object has one spelling.
         raise InvalidId(f"{what} must be in Unicode NFC form")

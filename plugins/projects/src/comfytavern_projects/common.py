@@ -47,7 +47,12 @@ def store_of(request: Request) -> ProjectStore:
 
 def owner_id(request: Request) -> str:
     """Everything is scoped to the authenticated caller; never to an id taken from the request."""
-    return current_principal(request).id
+    user_id = current_principal(request).id
+    try:
+        return check_id(user_id, what="user id")
+    except UnsafeName:
+        # An auth mode handed out an id that cannot name a folder: a server-side fault.
+        raise ApiError(500, "the signed-in user's id cannot be used as a data folder name") from None
 
 
 def path_id(request: Request, param: str, what: str) -> str:

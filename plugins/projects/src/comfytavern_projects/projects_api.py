@@ -28,6 +28,9 @@ from comfytavern_projects.common import body_name_id, owner_id, path_id, read_do
 __all__ = ["create_project", "delete_project", "get_metadata", "list_projects", "update_project"]
 
 
+_KNOWN = frozenset(f.encode_name for f in msgspec.structs.fields(ProjectMetadata))
+
+
 def _view(doc: dict[str, Any], project_id: str) -> ProjectMetadata:
     return project_view(doc, project_id, fallback_time=utc_now_iso(), version=__version__)
 
@@ -84,8 +87,9 @@ async def update_project(request: Request) -> Response:
     now = utc_now_iso()
 
     def change(doc: dict[str, Any]) -> dict[str, Any]:
-        # Repair whatever a damaged file lacks, keep fields this server does not know.
-        out = {**doc, **msgspec.to_builtins(_view(doc, project_id))}
+        # Known fields come from the (repaired) view; fields this server does not know are kept.
+        out = {k: v for k, v in doc.items() if k not in _KNOWN}
+        out.update(msgspec.to_builtins(_view(doc, project_id)))
         for field in msgspec.structs.fields(ProjectUpdate):
             value = getattr(body, field.name)
             if field.name != "id" and value is not UNSET:
