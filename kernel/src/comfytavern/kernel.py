@@ -260,10 +260,16 @@ class Kernel:
                 if cm is None:
                     continue
                 await _enter_bounded(stack, cm, f"plugin {info.name!r} lifespan", timeout)
+            from comfytavern.engine.scheduler import Scheduler
             from comfytavern.observers import run_observers
 
             async with anyio.create_task_group() as tg:
                 await tg.start(run_observers, self)
+                # The scheduler starts after plugin lifespans (nodes may use their services) and
+                # stops before them, recording runs cut off by the shutdown as interrupted.
+                scheduler = Scheduler.from_kernel(self)
+                await tg.start(scheduler.serve)
+                self.services["scheduler"] = scheduler
                 self.started = True
                 self.ready = True
                 try:

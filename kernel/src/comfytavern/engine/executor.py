@@ -1,0 +1,536 @@
+"""Runs one prepared graph: every ready node at once, streams teed, failures isolated.
+
+Design for speed and fairness:
+
+- a *worker* runs a node and then continues with one of the nodes that became ready, spawning a
+  new task only for the others; a chain therefore runs in one task with no per-node task cost,
+  while independent branches still run concurrently;
+- async nodes are awaited on the event loop, sync nodes run in worker threads, generators stream;
+- workers yield to the event loop every ``yield_interval`` seconds of continuous work, so a big
+  CPU-only graph never freezes HTTP or WebSocket traffic (and an interrupt lands promptly);
+- events are plain dicts handed to ``emit`` once; nothing here awaits a socket.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from comfytavern.auth import Principal
+from comfytavern.engine.graph import (
+    ASYNC,
+    ASYNC_GEN,
+    BYPASS,
+    BYPASS_STREAM,
+    SYNC,
+    SYNC_GEN,
+    PNode,
+    PreparedGraph,
+    bypass_outputs,
+)
+from comfytavern.engine.stream import ChunkQueue, Tee, UpstreamFailed
+from comfytavern.nodes.context import NodeContext
+from comfytavern.nodes.definition import Outputs
+
+__all__ = [
+    "INTERFACE_OUTPUTS_NODE_ID",
+    "NODE_STATUS_NAMES",
+    "Execution",
+    "ExecutionSettings",
+]
+
+log = logging.getLogger("comfytavern.engine")
+
+INTERFACE_OUTPUTS_NODE_ID = "__WORKFLOW_INTERFACE_OUTPUTS__"
+PENDING, RUNNING, COMPLETE, ERROR, SKIPPED, BYPASSED, INTERRUPTED = range(7)
+NODE_STATUS_NAMES = ("pending", "running", "complete", "error", "skipped", "bypassed", "interrupted")
+_FINISH_CHUNK = {"type": "finish_reason_chunk", "content": "Stream ended"}
+_LAST_CHUNK_TYPES = frozenset({"finish_reason_chunk", "error_chunk"})
+_END = object()
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class NodeFailed(Exception):
+    """A node failed in a way that is not a Python exception of its own (error chunk, timeout)."""
+
+
+class ExecutionSettings:
+    """Tunables of one execution (per-node timeout, stream policy, time slice)."""
+
+    __slots__ = ("node_timeout", "stall_timeout", "stream_buffer", "stream_hard_cap", "yield_interval", "progress_interval")
+
+    def __init__(
+        self,
+        *,
+        node_timeout: float | None = None,
+        stall_timeout: float = 60.0,
+        stream_buffer: int = 256,
+        stream_hard_cap: int = 100_000,
+        yield_interval: float = 0.002,
+        progress_interval: float = 0.05,
+    ) -> None:
+        self.node_timeout = node_timeout
+        self.stall_timeout = stall_timeout
+        self.stream_buffer = stream_buffer
+        self.stream_hard_cap = stream_hard_cap
+        self.yield_interval = yield_interval
+        self.progress_interval = progress_interval
+
+
+def _as_chunk(item: Any) -> dict[str, Any]:
+    if isinstance(item, dict):
+        return item
+    if isinstance(item, str):
+        return {"type": "text_chunk", "content": item}
+    return {"type": "custom", "content": item}
+
+
+async def _iterate_sync_generator(gen: Iterator[Any]) -> AsyncIterator[Any]:
+    """A sync generator stepped in a worker thread, one item per hop."""
+
+    def step() -> Any:
+        try:
+            return next(gen)
+        except StopIteration:
+            return _END
+
+    try:
+        while True:
+            item = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
+            if item is _END:
+                return
+            yield item
+    finally:
+        close = getattr(gen, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing must not mask the real outcome
+                log.debug("closing a sync generator failed", exc_info=True)
+
+
+class Execution:
+    """One run of a :class:`PreparedGraph`. ``await run()``; cancel it from outside to interrupt."""
+
+    def __init__(
+        self,
+        graph: PreparedGraph,
+        *,
+        prompt_id: str,
+        user: Principal,
+        emit: Emit,
+        services: Mapping[str, Any] | None = None,
+        settings: ExecutionSettings | None = None,
+    ) -> None:
+        self.graph = graph
+        self.prompt_id = prompt_id
+        self.user = user
+        self.emit = emit
+        self.services = services if services is not None else {}
+        self.settings = settings or ExecutionSettings()
+        n = len(graph.nodes)
+        self.state = [PENDING] * n
+        self.outputs: list[dict[str, Any] | None] = [None] * n
+        self.errors: dict[int, str] = {}
+        self.skip_reasons: dict[int, str] = {}
+        self.started_at: list[float] = [0.0] * n
+        self.finished_at: list[float] = [0.0] * n
+        self.pending = [p.n_in for p in graph.nodes]
+        self.queues: list[ChunkQueue | None] = [None] * len(graph.stream_edges)
+        self.interface_text: dict[str, list[str]] = {}
+        self.interface_values: dict[str, Any] | None = None
+        self._tg: Any = None
+        self._slice_end = 0.0
+        credentials = self.services.get("credentials")
+        self._credentials = credentials
+        self._progress_last: dict[int, float] = {}
+
+    # -- running ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run every node; returns when each one is complete, failed or skipped."""
+        self._slice_end = time.perf_counter() + self.settings.yield_interval
+        roots = self.graph.roots
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for r in roots[1:]:
+                    tg.start_soon(self._worker, r)
+                if roots:
+                    await self._worker(roots[0])
+        except BaseException:
+            self._mark_interrupted()
+            raise
+        self.interface_values = self._collect_interface()
+        if self.graph.interface:
+            self.emit(
+                "NODE_COMPLETE",
+                {"promptId": self.prompt_id, "nodeId": INTERFACE_OUTPUTS_NODE_ID, "output": self.interface_values},
+            )
+
+    async def _worker(self, i: int) -> None:
+        interval = self.settings.yield_interval
+        while True:
+            ready = await self._execute(i)
+            if not ready:
+                return
+            i = ready[0]
+            for extra in ready[1:]:
+                self._tg.start_soon(self._worker, extra)
+            if time.perf_counter() >= self._slice_end:
+                await anyio.sleep(0)
+                self._slice_end = time.perf_counter() + interval
+
+    def _release(self, targets: list[int], into: list[int] | None) -> list[int]:
+        ready = into if into is not None else []
+        pending, state = self.pending, self.state
+        for t in targets:
+            pending[t] -= 1
+            if pending[t] == 0 and state[t] == PENDING:
+                ready.append(t)
+        return ready
+
+    async def _execute(self, i: int) -> list[int]:
+        p = self.graph.nodes[i]
+        if self.state[i] != PENDING:
+            return []
+        self.state[i] = RUNNING
+        self.started_at[i] = time.time()
+        try:
+            inputs = await self._resolve(p)
+            if p.kind == BYPASS or p.kind == BYPASS_STREAM:
+                result = await self._bypass(p, inputs)
+            else:
+                self.emit("NODE_EXECUTING", {"promptId": self.prompt_id, "nodeId": p.id})
+                timeout = self.settings.node_timeout
+                if timeout is None:
+                    result = await self._call(p, inputs)
+                else:
+                    result = None
+                    with anyio.move_on_after(timeout) as scope:
+                        result = await self._call(p, inputs)
+                    if scope.cancelled_caught:
+                        raise NodeFailed(f"Node timed out after {timeout:g} s.")
+        except Exception as exc:  # noqa: BLE001 - a node's failure is reported, never raised
+            self._fail(p, exc)
+            return []
+        self.finished_at[i] = time.time()
+        self.outputs[i] = result
+        self._detach_inputs(p)
+        if p.kind == BYPASS or p.kind == BYPASS_STREAM:
+            self.state[i] = BYPASSED
+        else:
+            self.state[i] = COMPLETE
+            self.emit("NODE_COMPLETE", {"promptId": self.prompt_id, "nodeId": p.id, "output": result})
+            if p.kind == SYNC or p.kind == ASYNC:
+                self.emit(
+                    "NODE_YIELD",
+                    {"promptId": self.prompt_id, "sourceNodeId": p.id, "yieldedContent": _FINISH_CHUNK, "isLastChunk": True},
+                )
+        return self._release(p.value_out, None)
+
+    async def _resolve(self, p: PNode) -> dict[str, Any]:
+        inputs = p.static_inputs.copy()
+        outputs = self.outputs
+        for key, src, slot, sidx in p.single:
+            if sidx >= 0:
+                inputs[key] = self.queues[sidx]
+            else:
+                out = outputs[src]
+                if out is not None:
+                    value = out.get(slot)
+                    if value is not None:
+                        inputs[key] = value
+        for key, sources in p.multi:
+            values: list[Any] = []
+            for src, slot, sidx in sources:
+                if sidx >= 0:
+                    values.append(self.queues[sidx])
+                else:
+                    out = outputs[src]
+                    values.append(out.get(slot) if out is not None else None)
+            inputs[key] = values
+        for key in p.late_required:
+            if inputs.get(key) is None:
+                raise NodeFailed(
+                    f"Missing required input '{key}' for node {p.id} ({p.full_type}): its source produced no value"
+                )
+        if p.stream_edges_in and p.kind in (SYNC, SYNC_GEN):
+            for key, value in list(inputs.items()):
+                if isinstance(value, ChunkQueue):
+                    inputs[key] = await value.drain()
+                elif isinstance(value, list) and any(isinstance(v, ChunkQueue) for v in value):
+                    inputs[key] = [await v.drain() if isinstance(v, ChunkQueue) else v for v in value]
+        return inputs
+
+    def _context(self, p: PNode) -> NodeContext:
+        kwargs: dict[str, Any] = {}
+        if self._credentials is not None:
+            kwargs["_credentials"] = self._credentials
+        return NodeContext(
+            prompt_id=self.prompt_id,
+            node_id=p.id,
+            user=self.user,
+            config_values=p.config_values,
+            mode_id=p.mode_id,
+            interface_inputs=self.graph.interface_inputs,
+            interface_outputs=self.graph.interface_outputs,
+            services=self.services,
+            metadata=self.graph.metadata,
+            _progress=functools.partial(self._progress, p),
+            **kwargs,
+        )
+
+    async def _call(self, p: PNode, inputs: dict[str, Any]) -> dict[str, Any]:
+        ctx = self._context(p)
+        kind = p.kind
+        if kind == ASYNC:
+            result = await p.fn(inputs, ctx)
+        elif kind == ASYNC_GEN:
+            return await self._produce(p, p.fn(inputs, ctx))
+        elif kind == SYNC_GEN:
+            return await self._produce(p, _iterate_sync_generator(p.fn(inputs, ctx)))
+        else:
+            result = await anyio.to_thread.run_sync(p.fn, inputs, ctx, abandon_on_cancel=True)
+            if inspect.isawaitable(result):
+                result = await result
+        if hasattr(result, "__aiter__"):
+            return await self._produce(p, result)
+        return _as_outputs(p, result)
+
+    async def _produce(self, p: PNode, agen: Any, *, quiet: bool = False) -> dict[str, Any]:
+        """Pull a streaming node's chunks: events, interface yields, then every consumer queue."""
+        settings = self.settings
+        queues: list[ChunkQueue] = []
+        for sidx in p.stream_edges_out:
+            q = ChunkQueue(settings.stream_buffer, settings.stream_hard_cap)
+            self.queues[sidx] = q
+            queues.append(q)
+        tee = Tee(queues, settings.stall_timeout)
+        for t in self._release(p.stream_out, None):
+            self._tg.start_soon(self._worker, t)
+        keys = p.interface_stream_keys
+        for key in keys:
+            self.interface_text.setdefault(key, [])
+        final: dict[str, Any] = {}
+        prompt_id, node_id, emit = self.prompt_id, p.id, self.emit
+        try:
+            try:
+                async for item in agen:
+                    if isinstance(item, Outputs):
+                        final = dict(item)
+                        continue
+                    chunk = _as_chunk(item)
+                    ctype = chunk.get("type")
+                    if not quiet:
+                        emit(
+                            "NODE_YIELD",
+                            {
+                                "promptId": prompt_id,
+                                "sourceNodeId": node_id,
+                                "yieldedContent": chunk,
+                                "isLastChunk": ctype in _LAST_CHUNK_TYPES,
+                            },
+                        )
+                    for key in keys:
+                        emit(
+                            "WORKFLOW_INTERFACE_YIELD",
+                            {"promptId": prompt_id, "interfaceOutputKey": key, "yieldedContent": chunk, "isLastChunk": False},
+                        )
+                        if ctype == "text_chunk" and isinstance(chunk.get("content"), str):
+                            self.interface_text[key].append(chunk["content"])
+                    if ctype == "error_chunk":
+                        content = chunk.get("content")
+                        raise NodeFailed(content if isinstance(content, str) and content else "Node yielded an error chunk.")
+                    if queues:
+                        await tee.send(chunk)
+            finally:
+                aclose = getattr(agen, "aclose", None)
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await aclose()
+        except Exception as exc:
+            tee.close(UpstreamFailed(f"upstream node {node_id} failed: {_message(exc)}"))
+            for key in keys:
+                emit(
+                    "WORKFLOW_INTERFACE_YIELD",
+                    {
+                        "promptId": prompt_id,
+                        "interfaceOutputKey": key,
+                        "yieldedContent": {"type": "error_chunk", "content": _message(exc)},
+                        "isLastChunk": True,
+                    },
+                )
+            raise
+        tee.close()
+        for key in keys:
+            emit(
+                "WORKFLOW_INTERFACE_YIELD",
+                {"promptId": prompt_id, "interfaceOutputKey": key, "yieldedContent": _FINISH_CHUNK, "isLastChunk": True},
+            )
+        return final
+
+    async def _bypass(self, p: PNode, inputs: dict[str, Any]) -> dict[str, Any]:
+        pseudo = bypass_outputs(p, inputs)
+        visible = {k: v for k, v in pseudo.items() if not isinstance(v, ChunkQueue)}
+        self.emit("NODE_BYPASSED", {"promptId": self.prompt_id, "nodeId": p.id, "pseudoOutputs": visible})
+        if p.kind != BYPASS_STREAM:
+            return pseudo
+        source = next((v for k, v in pseudo.items() if k in p.stream_slots and isinstance(v, ChunkQueue)), None)
+
+        async def relay() -> AsyncIterator[Any]:
+            if source is not None:
+                async for chunk in source:
+                    yield chunk
+            yield Outputs(visible)
+
+        return await self._produce(p, relay(), quiet=True)
+
+    async def _progress(self, p: PNode, value: float, maximum: float | None) -> None:
+        now = time.perf_counter()
+        last = self._progress_last.get(p.index, 0.0)
+        if maximum is not None and value < maximum and now - last < self.settings.progress_interval:
+            return
+        self._progress_last[p.index] = now
+        self.emit("NODE_PROGRESS", {"promptId": self.prompt_id, "nodeId": p.id, "value": value, "max": maximum})
+
+    # -- failures -----------------------------------------------------------------------------
+    def _detach_inputs(self, p: PNode) -> None:
+        for sidx in p.stream_edges_in:
+            q = self.queues[sidx]
+            if q is not None:
+                q.detach()
+
+    def _fail(self, p: PNode, exc: BaseException) -> None:
+        message = _message(exc)
+        if not isinstance(exc, NodeFailed):
+            log.info("node %s (%s) of run %s failed: %s", p.id, p.full_type, self.prompt_id, message, exc_info=exc)
+        i = p.index
+        self.state[i] = ERROR
+        self.finished_at[i] = time.time()
+        self.errors[i] = message
+        self._detach_inputs(p)
+        for sidx in p.stream_edges_out:
+            q = self.queues[sidx]
+            if q is not None:
+                q.close(UpstreamFailed(f"upstream node {p.id} failed: {message}"))
+        self.emit(
+            "NODE_ERROR",
+            {
+                "promptId": self.prompt_id,
+                "nodeId": p.id,
+                "errorDetails": message,
+                "errorInfo": {"message": message, "type": type(exc).__name__},
+            },
+        )
+        self._skip_descendants(p)
+
+    def _skip_descendants(self, p: PNode) -> None:
+        nodes, state = self.graph.nodes, self.state
+        reason = f"upstream node {p.id} failed"
+        stack = [*p.value_out, *p.stream_out]
+        while stack:
+            t = stack.pop()
+            if state[t] != PENDING:
+                continue
+            state[t] = SKIPPED
+            self.skip_reasons[t] = reason
+            q = nodes[t]
+            self.emit(
+                "NODE_SKIPPED",
+                {"promptId": self.prompt_id, "nodeId": q.id, "reason": reason, "causeNodeId": p.id},
+            )
+            stack.extend(q.value_out)
+            stack.extend(q.stream_out)
+
+    def _mark_interrupted(self) -> None:
+        for i, s in enumerate(self.state):
+            if s == RUNNING or s == PENDING:
+                self.state[i] = INTERRUPTED
+
+    # -- results ------------------------------------------------------------------------------
+    def _collect_interface(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, (src, slot, streamed) in self.graph.interface.items():
+            state = self.state[src]
+            node_id = self.graph.nodes[src].id
+            if state == ERROR or state == SKIPPED:
+                why = self.errors.get(src) or self.skip_reasons.get(src, "")
+                out[key] = {
+                    "type": "error_placeholder",
+                    "message": f"Source node {node_id} {NODE_STATUS_NAMES[state]}: {why}",
+                }
+            elif streamed:
+                display = (self.graph.interface_outputs.get(key) or {}).get("displayName") or key
+                out[key] = {
+                    "type": "stream_placeholder",
+                    "message": f"Stream started for {key} ({display})",
+                    "interfaceOutputKey": key,
+                    "text": "".join(self.interface_text.get(key, ())),
+                }
+            else:
+                values = self.outputs[src]
+                out[key] = values.get(slot) if values is not None else None
+        return out
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def node_status(self) -> dict[str, dict[str, Any]]:
+        """``{nodeId: {status, error?, reason?, startedAt?, finishedAt?}}`` (times in ms)."""
+        out: dict[str, dict[str, Any]] = {}
+        for p in self.graph.nodes:
+            i = p.index
+            entry: dict[str, Any] = {"status": NODE_STATUS_NAMES[self.state[i]]}
+            if i in self.errors:
+                entry["error"] = self.errors[i]
+            if i in self.skip_reasons:
+                entry["reason"] = self.skip_reasons[i]
+            if self.started_at[i]:
+                entry["startedAt"] = int(self.started_at[i] * 1000)
+            if self.finished_at[i]:
+                entry["finishedAt"] = int(self.finished_at[i] * 1000)
+            out[p.id] = entry
+        return out
+
+    def node_outputs(self) -> dict[str, Any]:
+        return {p.id: self.outputs[p.index] for p in self.graph.nodes if self.outputs[p.index] is not None}
+
+    def error_summary(self) -> dict[str, Any]:
+        failed = [{"nodeId": self.graph.nodes[i].id, "message": m} for i, m in self.errors.items()]
+        skipped = [self.graph.nodes[i].id for i in self.skip_reasons]
+        parts = [f"{f['nodeId']}: {f['message']}" for f in failed[:5]]
+        summary = f"{len(failed)} node(s) failed ({'; '.join(parts)}{'; ...' if len(failed) > 5 else ''})"
+        if skipped:
+            summary += f"; {len(skipped)} node(s) skipped"
+        return {
+            "message": "One or more nodes failed during execution.",
+            "summary": summary,
+            "failedNodes": failed,
+            "skippedNodes": skipped,
+        }
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def _as_outputs(p: PNode, result: Any) -> dict[str, Any]:
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return result
+    if isinstance(result, Mapping):
+        return dict(result)
+    raise NodeFailed(
+        f"Node {p.full_type} ({p.id}) returned {type(result).__name__}; expected a dict of output values"
+    )

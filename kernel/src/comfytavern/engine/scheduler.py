@@ -1,0 +1,557 @@
+"""The scheduler: FIFO queue, ``max_concurrent_workflows`` runs at once, per-user ownership,
+live status, event replay, and the persisted bounded history.
+
+It is kernel mechanism: the kernel's lifespan starts one and publishes it as
+``kernel.services["scheduler"]``. Routes (HTTP, WebSocket) are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup, TaskStatus
+
+from comfytavern.auth import Principal
+from comfytavern.engine.executor import Execution, ExecutionSettings
+from comfytavern.engine.graph import Limits, PreparedGraph, prepare
+from comfytavern.engine.groups import expand_groups, has_groups
+from comfytavern.engine.issues import WorkflowInvalid
+from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.events import EventHub, HubEvent
+from comfytavern.nodes.registry import RegistryHolder
+from comfytavern.storage.runs import FINAL_STATUSES, MemoryRunStore, RunRecord, RunStore
+
+if TYPE_CHECKING:
+    from comfytavern.kernel import Kernel
+
+__all__ = ["ActiveRun", "Scheduler", "SchedulerClosed", "new_prompt_id"]
+
+log = logging.getLogger("comfytavern.scheduler")
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+#: Events kept per active run for replay to late subscribers.
+EVENT_LOG_LIMIT = 200_000
+#: Payloads with more nodes than this are prepared in a worker thread.
+THREAD_PREPARE_THRESHOLD = 2_000
+
+
+def new_prompt_id() -> str:
+    """A 21-character id in the nanoid alphabet, like the original's."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(21))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SchedulerClosed(RuntimeError):
+    """The server is shutting down and accepts no new runs."""
+
+
+class ActiveRun:
+    """A run the scheduler knows in memory (queued, running, or just finished)."""
+
+    def __init__(self, prompt_id: str, owner: Principal, graph: PreparedGraph, source: str, hub: EventHub) -> None:
+        self.prompt_id = prompt_id
+        self.owner = owner
+        self.graph = graph
+        self.source = source
+        self.status = "queued"
+        self.submitted_at = _now_ms()
+        self.started_at: int | None = None
+        self.finished_at: int | None = None
+        self.execution: Execution | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.cancel_requested = False
+        self.error_info: dict[str, Any] | None = None
+        self.done = anyio.Event()
+        self.log: list[HubEvent] = []
+        self.log_truncated = False
+        owner_id = owner.id
+        log_list = self.log
+        publish = hub.publish
+
+        def emit(type_: str, payload: dict[str, Any]) -> None:
+            event = HubEvent(type_, payload, prompt_id, owner_id)
+            if len(log_list) < EVENT_LOG_LIMIT:
+                log_list.append(event)
+            else:
+                self.log_truncated = True
+            publish(event)
+
+        self.emit = emit
+
+    @property
+    def workflow_id(self) -> str | None:
+        return self.graph.workflow_id
+
+    @property
+    def workflow_name(self) -> str | None:
+        name = self.graph.metadata.get("workflowName")
+        return name if isinstance(name, str) else None
+
+    def info(self) -> dict[str, Any]:
+        """``PromptInfo`` of the original (plus owner and workflow)."""
+        out: dict[str, Any] = {"promptId": self.prompt_id, "status": self.status, "submittedAt": self.submitted_at}
+        if self.workflow_id:
+            out["workflowId"] = self.workflow_id
+        if self.workflow_name:
+            out["workflowName"] = self.workflow_name
+        out["ownerId"] = self.owner.id
+        return out
+
+    def record(self) -> RunRecord:
+        execution = self.execution
+        return RunRecord(
+            prompt_id=self.prompt_id,
+            owner_id=self.owner.id,
+            status=self.status,  # type: ignore[arg-type]
+            submitted_at=self.submitted_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            source=self.source,
+            workflow_id=self.workflow_id,
+            workflow_name=self.workflow_name,
+            node_count=len(self.graph.nodes),
+            node_status=execution.node_status() if execution is not None else {
+                p.id: {"status": "interrupted" if self.status == "interrupted" else "pending"} for p in self.graph.nodes
+            },
+            outputs=execution.node_outputs() if execution is not None else {},
+            interface_outputs=execution.interface_values if execution is not None else None,
+            error_info=self.error_info,
+        )
+
+
+class Scheduler:
+    """Admits runs FIFO up to ``max_concurrent`` at once. Use as ``async with scheduler:``."""
+
+    def __init__(
+        self,
+        *,
+        hub: EventHub,
+        registry: RegistryHolder,
+        services: Mapping[str, Any] | None = None,
+        store: RunStore | None = None,
+        projects: Any = None,
+        max_concurrent: int = 5,
+        history_size: int = 500,
+        settings: ExecutionSettings | None = None,
+        limits: Limits | None = None,
+        on_shutdown: str = "interrupt",
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        self.hub = hub
+        self.registry = registry
+        self.services: Mapping[str, Any] = services if services is not None else {}
+        self.store: RunStore = store if store is not None else MemoryRunStore()
+        self.projects = projects
+        self.max_concurrent = max_concurrent
+        self.history_size = history_size
+        self.settings = settings or ExecutionSettings()
+        self.limits = limits or Limits()
+        self.on_shutdown = on_shutdown
+        self.shutdown_timeout = shutdown_timeout
+        self._runs: dict[str, ActiveRun] = {}
+        self._running: dict[str, ActiveRun] = {}
+        self._queue: deque[ActiveRun] = deque()
+        self._recent: OrderedDict[str, RunRecord] = OrderedDict()
+        self._recent_limit = max(50, min(history_size, 1000))
+        self._tg: TaskGroup | None = None
+        self._closing = False
+        self._write_send: Any = None
+        self._enqueued = 0
+        self._written = 0
+        self._written_event = anyio.Event()
+
+    @classmethod
+    def from_kernel(cls, kernel: Kernel) -> Scheduler:
+        cfg = kernel.config.execution
+        return cls(
+            hub=kernel.hub,
+            registry=kernel.registry,
+            services=kernel.services,
+            store=kernel.storage.runs if kernel.storage.has("runs") else None,
+            projects=kernel.storage.projects if kernel.storage.has("projects") else None,
+            max_concurrent=cfg.max_concurrent_workflows,
+            history_size=cfg.history_size,
+            settings=ExecutionSettings(node_timeout=cfg.node_timeout_seconds),
+            on_shutdown=cfg.on_shutdown,
+            shutdown_timeout=cfg.shutdown_timeout_seconds,
+        )
+
+    # -- life-cycle ---------------------------------------------------------------------------
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled (start it with ``await task_group.start(scheduler.serve)``).
+
+        On cancellation it shuts down in a shielded scope: queued runs and, depending on
+        ``on_shutdown``, running runs are recorded as interrupted and the history is flushed.
+        """
+        fixed = await self.store.interrupt_unfinished(_now_ms())
+        if fixed:
+            log.warning("%d run(s) left unfinished by the previous process are now recorded as interrupted", fixed)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            send, receive = anyio.create_memory_object_stream[RunRecord](max_buffer_size=100_000)
+            self._write_send = send
+            tg.start_soon(self._writer, receive)
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._shutdown()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Scheduler]:
+        """``async with scheduler.running():`` serves for the duration of the block (tests, tools)."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.serve)
+            try:
+                yield self
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        try:
+            for run in list(self._queue):
+                self._queue.remove(run)
+                self._finish(run, "interrupted", dequeue=False)
+            if self._running and self.on_shutdown == "finish":
+                with anyio.move_on_after(self.shutdown_timeout):
+                    for run in list(self._running.values()):
+                        await run.done.wait()
+            for run in list(self._running.values()):
+                run.cancel_requested = True
+                if run.scope is not None:
+                    run.scope.cancel()
+            with anyio.move_on_after(self.shutdown_timeout):
+                for run in list(self._running.values()):
+                    await run.done.wait()
+                await self.flush()
+        finally:
+            if self._write_send is not None:
+                self._write_send.close()
+            self._tg = None
+
+    async def _writer(self, receive: Any) -> None:
+        # Shielded: the history must be written even while the server is being cancelled.
+        with anyio.CancelScope(shield=True):
+            await self._write_all(receive)
+
+    async def _write_all(self, receive: Any) -> None:
+        async with receive:
+            async for record in receive:
+                try:
+                    await self.store.save(record)
+                    if record.status in FINAL_STATUSES:
+                        await self.store.trim(self.history_size)
+                except Exception:  # noqa: BLE001 - history must never break runs
+                    log.exception("could not save run %s to the history", record.prompt_id)
+                self._written += 1
+                self._written_event.set()
+
+    def _persist(self, record: RunRecord) -> None:
+        if self._write_send is None:
+            return
+        try:
+            self._write_send.send_nowait(record)
+            self._enqueued += 1
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            log.error("run history writer is saturated; run %s not saved", record.prompt_id)
+
+    async def flush(self) -> None:
+        """Wait until every record handed to the writer is stored."""
+        target = self._enqueued
+        while self._written < target:
+            self._written_event = anyio.Event()
+            await self._written_event.wait()
+
+    # -- submission ---------------------------------------------------------------------------
+    async def prepare(self, payload: ExecutionPayload, user: Principal) -> PreparedGraph:
+        """Expand node groups, then validate and precompute (raises :class:`WorkflowInvalid`)."""
+        if has_groups(payload):
+            project_id = payload.metadata.get("projectId")
+            payload = await expand_groups(
+                payload,
+                self.projects,
+                user_id=user.id,
+                project_id=project_id if isinstance(project_id, str) else None,
+            )
+        registry = self.registry.current
+        if len(payload.nodes) > THREAD_PREPARE_THRESHOLD:
+            return await anyio.to_thread.run_sync(prepare, payload, registry, self.limits)
+        return prepare(payload, registry, self.limits)
+
+    async def submit(
+        self,
+        payload: ExecutionPayload,
+        user: Principal,
+        *,
+        source: str = "http",
+        on_accepted: Callable[[str], None] | None = None,
+        reject_invalid: bool = True,
+    ) -> str:
+        """Queue a run and return its ``promptId``.
+
+        ``on_accepted(prompt_id)`` is called before any event of the run is published (the
+        WebSocket sends ``PROMPT_ACCEPTED_RESPONSE`` from it, so that message is always first).
+        An invalid workflow raises :class:`WorkflowInvalid` when ``reject_invalid``; otherwise it is
+        accepted and recorded as a failed run with one ``NODE_ERROR`` per offending node.
+        """
+        if self._closing or self._tg is None:
+            raise SchedulerClosed("the server is shutting down")
+        prompt_id = new_prompt_id()
+        try:
+            graph = await self.prepare(payload, user)
+        except WorkflowInvalid as exc:
+            if reject_invalid:
+                raise
+            self._reject(prompt_id, payload, user, source, exc, on_accepted)
+            return prompt_id
+        run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        self._runs[prompt_id] = run
+        if on_accepted is not None:
+            on_accepted(prompt_id)
+        if len(self._running) < self.max_concurrent:
+            self._start(run)
+        else:
+            self._queue.append(run)
+            run.emit("EXECUTION_STATUS_UPDATE", {"promptId": prompt_id, "status": "queued"})
+        self._persist(run.record())
+        return prompt_id
+
+    def _reject(
+        self,
+        prompt_id: str,
+        payload: ExecutionPayload,
+        user: Principal,
+        source: str,
+        exc: WorkflowInvalid,
+        on_accepted: Callable[[str], None] | None,
+    ) -> None:
+        if on_accepted is not None:
+            on_accepted(prompt_id)
+        owner_id = user.id
+        now = _now_ms()
+        by_node: dict[str, list[str]] = {}
+        for issue in exc.issues:
+            if issue.node_id is not None:
+                by_node.setdefault(issue.node_id, []).append(issue.message)
+        for node_id, messages in by_node.items():
+            message = "; ".join(messages)
+            self.hub.emit(
+                "NODE_ERROR",
+                {
+                    "promptId": prompt_id,
+                    "nodeId": node_id,
+                    "errorDetails": message,
+                    "errorInfo": {"message": message, "type": "ValidationError"},
+                },
+                prompt_id=prompt_id,
+                owner_id=owner_id,
+            )
+        error_info = {"message": exc.message, **exc.details()}
+        self.hub.emit(
+            "EXECUTION_STATUS_UPDATE",
+            {"promptId": prompt_id, "status": "error", "errorInfo": error_info},
+            prompt_id=prompt_id,
+            owner_id=owner_id,
+        )
+        workflow_id = payload.workflow_id or payload.metadata.get("workflowId")
+        name = payload.metadata.get("workflowName")
+        record = RunRecord(
+            prompt_id=prompt_id,
+            owner_id=owner_id,
+            status="error",
+            submitted_at=now,
+            finished_at=now,
+            source=source,
+            workflow_id=workflow_id if isinstance(workflow_id, str) else None,
+            workflow_name=name if isinstance(name, str) else None,
+            node_count=len(payload.nodes),
+            node_status={node_id: {"status": "error", "error": "; ".join(m)} for node_id, m in by_node.items()},
+            error_info=error_info,
+        )
+        self._remember(record)
+        self._persist(record)
+
+    def _start(self, run: ActiveRun) -> None:
+        assert self._tg is not None
+        run.status = "running"
+        run.started_at = _now_ms()
+        self._running[run.prompt_id] = run
+        run.emit("EXECUTION_STATUS_UPDATE", {"promptId": run.prompt_id, "status": "running"})
+        self._tg.start_soon(self._run, run)
+
+    async def _run(self, run: ActiveRun) -> None:
+        execution = Execution(
+            run.graph,
+            prompt_id=run.prompt_id,
+            user=run.owner,
+            emit=run.emit,
+            services=self.services,
+            settings=self.settings,
+        )
+        run.execution = execution
+        status = "complete"
+        # Shielded from the server's own cancellation: only ``interrupt`` or the shutdown policy
+        # (which cancel this scope) stop a run, and the run is always recorded.
+        with anyio.CancelScope(shield=True) as scope:
+            run.scope = scope
+            if run.cancel_requested:
+                scope.cancel()
+            try:
+                await execution.run()
+            except Exception as exc:  # noqa: BLE001 - an engine bug must not kill the scheduler
+                log.exception("run %s failed inside the engine", run.prompt_id)
+                status = "error"
+                run.error_info = {"message": f"Internal engine error: {exc}"}
+        if scope.cancelled_caught or run.cancel_requested:
+            status = "interrupted"
+            execution._mark_interrupted()
+        elif status == "complete" and execution.failed:
+            status = "error"
+            run.error_info = execution.error_summary()
+        self._finish(run, status)
+
+    def _finish(self, run: ActiveRun, status: str, *, dequeue: bool = True) -> None:
+        run.status = status
+        run.finished_at = _now_ms()
+        payload: dict[str, Any] = {"promptId": run.prompt_id, "status": status}
+        if status == "error" and run.error_info is not None:
+            payload["errorInfo"] = run.error_info
+        run.emit("EXECUTION_STATUS_UPDATE", payload)
+        self._running.pop(run.prompt_id, None)
+        self._runs.pop(run.prompt_id, None)
+        record = run.record()
+        self._remember(record)
+        self._persist(record)
+        run.log = []
+        run.done.set()
+        if dequeue:
+            while self._queue and len(self._running) < self.max_concurrent and not self._closing:
+                self._start(self._queue.popleft())
+        self.hub.emit("SYSTEM_QUEUE_UPDATE", self.queue_counts())
+
+    def _remember(self, record: RunRecord) -> None:
+        self._recent[record.prompt_id] = record
+        self._recent.move_to_end(record.prompt_id)
+        while len(self._recent) > self._recent_limit:
+            self._recent.popitem(last=False)
+
+    # -- control ------------------------------------------------------------------------------
+    @staticmethod
+    def visible(owner_id: str, user: Principal) -> bool:
+        return user.is_admin or owner_id == user.id
+
+    def active(self, prompt_id: str, user: Principal) -> ActiveRun | None:
+        run = self._runs.get(prompt_id)
+        if run is None or not self.visible(run.owner.id, user):
+            return None
+        return run
+
+    async def interrupt(self, prompt_id: str, user: Principal, *, wait: float = 2.0) -> bool:
+        """Cancel a queued or running run of ``user`` (admins: any). False when there is none."""
+        run = self.active(prompt_id, user)
+        if run is None or run.status in FINAL_STATUSES:
+            return False
+        if run.status == "queued":
+            self._queue.remove(run)
+            self._finish(run, "interrupted")
+            return True
+        run.cancel_requested = True
+        if run.scope is not None:
+            run.scope.cancel()
+        with anyio.move_on_after(wait):
+            await run.done.wait()
+        return True
+
+    async def wait(self, prompt_id: str, user: Principal, timeout: float) -> RunRecord | None:
+        """The run's record once it has finished, or its current state after ``timeout`` seconds."""
+        run = self.active(prompt_id, user)
+        if run is not None:
+            with anyio.move_on_after(timeout):
+                await run.done.wait()
+        return await self.get(prompt_id, user)
+
+    # -- queries ------------------------------------------------------------------------------
+    async def get(self, prompt_id: str, user: Principal) -> RunRecord | None:
+        run = self.active(prompt_id, user)
+        if run is not None:
+            return run.record()
+        record = self._recent.get(prompt_id)
+        if record is None:
+            record = await self.store.get(prompt_id)
+        if record is None or not self.visible(record.owner_id, user):
+            return None
+        return record
+
+    def queue_counts(self) -> dict[str, int]:
+        return {"runningExecutions": len(self._running), "pendingExecutions": len(self._queue)}
+
+    def stats(self) -> dict[str, int]:
+        return {"maxConcurrentWorkflows": self.max_concurrent, **self.queue_counts()}
+
+    def executions(self, user: Principal) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "running": [r.info() for r in self._running.values() if self.visible(r.owner.id, user)],
+            "pending": [r.info() for r in self._queue if self.visible(r.owner.id, user)],
+        }
+
+    async def history(self, user: Principal, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRecord], int]:
+        await self.flush()
+        owner = None if user.is_admin else user.id
+        return await self.store.list(owner_id=owner, limit=limit, offset=offset), await self.store.count(owner_id=owner)
+
+    async def replay(self, prompt_id: str, user: Principal) -> list[HubEvent] | None:
+        """Events so far for a run the user may see: the live log of an active run, or a
+        synthesized summary (final node states, interface outputs, final status) of a finished one.
+
+        For an active run this returns without awaiting, so a caller that registers its interest
+        right after gets every later event exactly once.
+        """
+        run = self.active(prompt_id, user)
+        if run is not None:
+            return list(run.log)
+        record = await self.get(prompt_id, user)
+        if record is None:
+            return None
+        return replay_record(record)
+
+
+def replay_record(record: RunRecord) -> list[HubEvent]:
+    """Events describing a finished run, in the order a live watcher would have seen them."""
+    pid, owner = record.prompt_id, record.owner_id
+    events: list[HubEvent] = []
+
+    def add(type_: str, payload: dict[str, Any]) -> None:
+        events.append(HubEvent(type_, payload, pid, owner))
+
+    for node_id, entry in record.node_status.items():
+        status = entry.get("status")
+        if status == "complete":
+            add("NODE_COMPLETE", {"promptId": pid, "nodeId": node_id, "output": record.outputs.get(node_id, {})})
+        elif status == "error":
+            message = entry.get("error", "")
+            add("NODE_ERROR", {"promptId": pid, "nodeId": node_id, "errorDetails": message, "errorInfo": {"message": message}})
+        elif status == "skipped":
+            add("NODE_SKIPPED", {"promptId": pid, "nodeId": node_id, "reason": entry.get("reason", "")})
+        elif status == "bypassed":
+            add("NODE_BYPASSED", {"promptId": pid, "nodeId": node_id, "pseudoOutputs": record.outputs.get(node_id, {})})
+    if record.interface_outputs:
+        add("NODE_COMPLETE", {"promptId": pid, "nodeId": "__WORKFLOW_INTERFACE_OUTPUTS__", "output": record.interface_outputs})
+    final: dict[str, Any] = {"promptId": pid, "status": record.status}
+    if record.status == "error" and record.error_info is not None:
+        final["errorInfo"] = record.error_info
+    add("EXECUTION_STATUS_UPDATE", final)
+    return events
+

@@ -1,0 +1,26 @@
+"""Plugin ``executions``: the HTTP routes and the WebSocket ``/ws`` over the kernel's scheduler.
+
+Routes: ``POST /api/prompt``, ``GET /api/executions``, ``GET /api/prompt/{id}`` (optionally
+waiting), ``GET /api/prompt/{id}/events`` (server-sent events), ``POST|DELETE /api/interrupt/{id}``,
+``GET /api/history``, ``GET /api/system_stats`` and the editor's WebSocket ``/ws``.
+See ``docs/executions.md`` and ``docs/websocket.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from comfytavern import hookimpl
+from comfytavern_executions.http_api import http_routes
+from comfytavern_executions.settings import ExecutionsSettings
+from comfytavern_executions.ws import websocket_routes
+
+name = "executions"
+
+
+@hookimpl
+def register_routes(kernel: Any) -> list[BaseRoute]:
+    settings = kernel.plugin_settings("executions", ExecutionsSettings)
+    return [*http_routes(kernel, settings), *websocket_routes(kernel, settings)]

@@ -1,0 +1,277 @@
+"""The editor's WebSocket ``/ws``: exactly the original protocol, plus multi-run watching.
+
+Each socket has one ordered, bounded outbox fed by (a) direct replies and (b) the event hub:
+events of the runs this socket watches (its own submissions and explicit subscriptions),
+broadcasts (``SYSTEM_QUEUE_UPDATE``, ``NODES_RELOADED``...) and run-less events addressed to its
+user. The hub hands events over synchronously and never waits for the socket; a sender task per
+socket encodes and writes them, so a slow client only grows its own outbox. When the outbox
+exceeds ``ws_max_queue`` the socket is closed with 1013 and the client resyncs from
+``GET /api/prompt/{id}``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Any
+
+import anyio
+import msgspec
+from starlette.routing import BaseRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from comfytavern.auth import Principal, optional_principal
+from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
+from comfytavern.engine.scheduler import Scheduler
+from comfytavern.events import HubEvent
+from comfytavern.http import websocket_route
+from comfytavern_executions.settings import ExecutionsSettings
+
+__all__ = ["websocket_routes"]
+
+log = logging.getLogger("comfytavern.executions.ws")
+
+#: Close code for a socket that fell too far behind (RFC 6455 "try again later").
+CLOSE_TOO_SLOW = 1013
+CLOSE_UNAUTHENTICATED = 4401
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+    payload: Any = msgspec.UNSET
+
+
+class _PromptRef(msgspec.Struct, rename="camel"):
+    prompt_id: str
+
+
+class Connection:
+    """One WebSocket: its outbox, the runs it watches and its message handlers."""
+
+    def __init__(self, websocket: WebSocket, user: Principal, kernel: Any, settings: ExecutionsSettings) -> None:
+        self.websocket = websocket
+        self.user = user
+        self.kernel = kernel
+        self.max_queue = settings.ws_max_queue
+        self.outbox: collections.deque[HubEvent | str] = collections.deque()
+        self.watched: set[str] = set()
+        self.overflowed = False
+        self._wakeup: anyio.Event | None = None
+        # The hub calls ``accept`` synchronously for every event; we take the ones this socket
+        # wants into our own ordered outbox (shared with direct replies) and keep the
+        # subscription's buffer empty.
+        self.subscription = kernel.hub.subscribe(max_buffer=1, accept=self._offer)
+
+    # -- outbox -------------------------------------------------------------------------------
+    def _offer(self, event: HubEvent) -> bool:
+        prompt_id = event.prompt_id
+        if prompt_id is not None:
+            if prompt_id in self.watched:
+                self._push(event)
+        elif event.owner_id is None or event.owner_id == self.user.id:
+            self._push(event)
+        return False
+
+    def _push(self, item: HubEvent | str) -> None:
+        if self.overflowed:
+            return
+        if len(self.outbox) >= self.max_queue:
+            self.overflowed = True
+            self.outbox.clear()
+        else:
+            self.outbox.append(item)
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+
+    def reply(self, type_: str, payload: dict[str, Any]) -> None:
+        self._push(safe_encoder.encode({"type": type_, "payload": payload}).decode())
+
+    def error(self, message: str, details: Any = None, **extra: Any) -> None:
+        payload: dict[str, Any] = {"message": message}
+        if details is not None:
+            payload["details"] = details
+        payload.update({k: v for k, v in extra.items() if v is not None})
+        self.reply("error", payload)
+
+    async def sender(self) -> None:
+        send = self.websocket.send_text
+        outbox = self.outbox
+        encode = safe_encoder.encode
+        while True:
+            if not outbox:
+                if self.overflowed:
+                    await self.websocket.close(
+                        CLOSE_TOO_SLOW, "event backlog overflowed; resync with GET /api/prompt/{id}"
+                    )
+                    return
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                continue
+            item = outbox.popleft()
+            if isinstance(item, str):
+                await send(item)
+            else:
+                await send(encode({"type": item.type, "payload": item.payload}).decode())
+
+    # -- inbound ------------------------------------------------------------------------------
+    async def receiver(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                raw = message.get("bytes") or b""
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.error("binary frames are not supported; send JSON text frames")
+                    continue
+            await self.handle(text)
+
+    async def handle(self, text: str) -> None:
+        try:
+            raw = msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            self.error("message is not valid JSON", {"reason": str(exc), "found": text[:200]})
+            return
+        try:
+            envelope = msgspec.convert(raw, _Envelope)
+        except msgspec.ValidationError as exc:
+            self.error("message must be an object {type, payload}", {"reason": str(exc)})
+            return
+        handler = _HANDLERS.get(envelope.type)
+        if handler is None:
+            self.error(f"Unknown message type: {envelope.type}", {"type": envelope.type})
+            return
+        try:
+            await handler(self, envelope.payload)
+        except Exception as exc:  # noqa: BLE001 - a handler bug must not close the socket
+            log.exception("WebSocket %s handler failed", envelope.type)
+            self.error(f"Error processing message: {exc}")
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self.kernel.services.get("scheduler")
+
+    async def on_prompt(self, payload: Any) -> None:
+        metadata = payload.get("metadata") if isinstance(payload, dict) else None
+        metadata = metadata if isinstance(metadata, dict) else {}
+        ids = {"internalId": metadata.get("internalId"), "workflowId": metadata.get("workflowId")}
+        if payload is msgspec.UNSET:
+            self.error("PROMPT_REQUEST needs a payload", **ids)
+            return
+        try:
+            execution_payload = convert_payload(payload)
+        except PayloadError as exc:
+            self.error(f"invalid PROMPT_REQUEST payload: {exc.details[0]['message']}", exc.details, **ids)
+            return
+        scheduler = self.scheduler
+        if scheduler is None:
+            self.error("the run scheduler is not running", **ids)
+            return
+
+        def accepted(prompt_id: str) -> None:
+            self.watched.add(prompt_id)
+            self.reply("PROMPT_ACCEPTED_RESPONSE", {"promptId": prompt_id})
+
+        try:
+            await scheduler.submit(
+                execution_payload, self.user, source="websocket", on_accepted=accepted, reject_invalid=False
+            )
+        except SchedulerClosed as exc:
+            self.error(str(exc), **ids)
+
+    def _prompt_ref(self, payload: Any, what: str) -> str | None:
+        try:
+            return msgspec.convert(payload, _PromptRef).prompt_id
+        except msgspec.ValidationError as exc:
+            self.error(f"{what} needs a payload {{promptId}}", {"reason": str(exc)})
+            return None
+
+    async def on_interrupt(self, payload: Any) -> None:
+        prompt_id = self._prompt_ref(payload, "INTERRUPT_REQUEST")
+        scheduler = self.scheduler
+        if prompt_id is None or scheduler is None:
+            return
+        if not await scheduler.interrupt(prompt_id, self.user, wait=0):
+            self.error(f"Execution {prompt_id} not found in running or waiting queue, or already finished/interrupted.",
+                       promptId=prompt_id)
+
+    async def on_subscribe(self, payload: Any) -> None:
+        prompt_id = self._prompt_ref(payload, "SUBSCRIBE_PROMPT")
+        scheduler = self.scheduler
+        if prompt_id is None or scheduler is None:
+            return
+        if prompt_id in self.watched:
+            return
+        replay = await scheduler.replay(prompt_id, self.user)
+        if replay is None:
+            self.error(f"Execution with promptId {prompt_id} not found.", promptId=prompt_id)
+            return
+        # ``replay`` of an active run returns without suspending, so adding the id right now
+        # means no event is missed or repeated.
+        for event in replay:
+            self._push(event)
+        if scheduler.active(prompt_id, self.user) is not None:
+            self.watched.add(prompt_id)
+
+    async def on_unsubscribe(self, payload: Any) -> None:
+        prompt_id = self._prompt_ref(payload, "UNSUBSCRIBE_PROMPT")
+        if prompt_id is not None:
+            self.watched.discard(prompt_id)
+
+    async def on_button_click(self, payload: Any) -> None:
+        log.info("button_click from %s: %s", self.user.id, payload if isinstance(payload, dict) else type(payload).__name__)
+        self.kernel.hub.emit("button_click", payload if isinstance(payload, dict) else {}, owner_id=self.user.id)
+
+    def close(self) -> None:
+        self.subscription.close()
+
+
+_HANDLERS = {
+    "PROMPT_REQUEST": Connection.on_prompt,
+    "INTERRUPT_REQUEST": Connection.on_interrupt,
+    "SUBSCRIBE_PROMPT": Connection.on_subscribe,
+    "UNSUBSCRIBE_PROMPT": Connection.on_unsubscribe,
+    "button_click": Connection.on_button_click,
+}
+
+
+def websocket_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
+    async def endpoint(websocket: WebSocket) -> None:
+        user = optional_principal(websocket)
+        await websocket.accept()
+        if user is None:
+            await websocket.close(CLOSE_UNAUTHENTICATED, "authentication required")
+            return
+        connection = Connection(websocket, user, kernel, settings)
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def sender() -> None:
+                    try:
+                        await connection.sender()
+                    except (WebSocketDisconnect, RuntimeError, OSError):
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(sender)
+                try:
+                    await connection.receiver()
+                except (WebSocketDisconnect, RuntimeError):
+                    pass
+                tg.cancel_scope.cancel()
+        finally:
+            connection.close()
+
+    return [
+        websocket_route(
+            "/ws",
+            endpoint,
+            summary="The editor's WebSocket: PROMPT_REQUEST, INTERRUPT_REQUEST, SUBSCRIBE_PROMPT and run events",
+            auth="user",
+            tags=["executions"],
+        )
+    ]
