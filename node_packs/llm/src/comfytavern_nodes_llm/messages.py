@@ -67,8 +67,9 @@ def parse_messages(value: Any, *, slot: str, allow_single: bool = False) -> list
 
 
 def dump_messages(messages: Sequence[Mapping[str, Any]]) -> str:
-    """Messages as the JSON text the ``ChatHistory`` slots carry (non-ASCII kept readable)."""
-    return json.dumps(list(messages), ensure_ascii=False)
+    """Messages as the JSON text the ``ChatHistory`` slots carry: compact like JavaScript's
+    ``JSON.stringify`` (what the editor and ``core:MergeMessages`` produce), non-ASCII readable."""
+    return json.dumps(list(messages), ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_params(value: Any, *, slot: str) -> dict[str, Any]:
