@@ -1,0 +1,492 @@
+"""Account-backed identity shared by every auth mode: service keys, sessions, logins, throttling.
+
+Auth-mode plugins compose :class:`AccountIdentity` instead of re-implementing secret handling:
+
+- ``Authorization: Bearer ctsk_...`` is looked up by its indexed id, its secret compared in
+  constant time against the stored HMAC, ``lastUsedAt`` refreshed at most once a minute;
+- the session cookie (``HttpOnly``, ``SameSite``, ``Secure`` on request) holds a random token whose
+  SHA-256 names a server-side session with idle and absolute limits;
+- :meth:`AccountIdentity.check_password` verifies a password behind a :class:`LoginThrottle` and
+  with a dummy hash for unknown accounts; :meth:`AccountIdentity.start_session` always issues a new
+  session id and drops the one the browser presented (no session fixation).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import time
+import unicodedata
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Literal
+
+import msgspec
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from comfytavern.auth import Principal, bearer_token, is_loopback
+from comfytavern.config import ConfigError
+from comfytavern.crypto import (
+    PasswordHasher,
+    ServerSecrets,
+    new_session_token,
+    parse_service_key,
+    service_key_digest,
+    session_digest,
+)
+from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
+
+__all__ = [
+    "SCOPE_GROUPS",
+    "SESSION_SETTING_KEYS",
+    "AccountIdentity",
+    "AuthSettings",
+    "LoginRefused",
+    "LoginThrottle",
+    "check_new_password",
+    "check_scope",
+    "check_username",
+    "new_user_id",
+    "scope_covers",
+]
+
+#: Service-key scope groups used by the built-in routes (``<group>:read|write|*``, or ``*``).
+SCOPE_GROUPS: tuple[str, ...] = ("nodes", "projects", "runs", "characters", "account", "server")
+
+USERNAME_MAX = 50
+_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``auth.settings.<mode>`` for the account-backed modes (all optional)."""
+
+    #: A session ends after this long without a request.
+    session_idle_minutes: int = 7 * 24 * 60
+    #: A session ends this long after login, however active.
+    session_max_days: int = 30
+    #: Send the cookie with ``Secure`` (and the ``__Host-`` name prefix): set it behind HTTPS.
+    cookie_secure: bool = False
+    cookie_samesite: Literal["lax", "strict"] = "lax"
+    #: Failed logins allowed per account and client address within the window.
+    login_max_failures: int = 5
+    #: Failed logins allowed per client address (all accounts) within the window.
+    login_max_failures_per_ip: int = 20
+    #: Failed logins allowed per account (all addresses) within the window.
+    login_max_failures_per_account: int = 100
+    login_window_seconds: int = 900
+    #: Argon2id cost for new password hashes.
+    password_memory_kib: int = 65536
+    password_iterations: int = 3
+    password_lanes: int = 4
+    password_min_length: int = 8
+    #: Who may do first-run set-up (the access password, the first administrator) over HTTP:
+    #: ``loopback`` (only a browser on this machine) or ``any``.
+    first_run_from: Literal["loopback", "any"] = "loopback"
+    #: ``multi-user``: ``open`` lets anyone register; ``admin`` lets only administrators add users.
+    registration: Literal["open", "admin"] = "admin"
+
+    def validate(self, where: str) -> AuthSettings:
+        checks = [
+            (self.session_idle_minutes >= 1, "session_idle_minutes must be at least 1"),
+            (self.session_max_days >= 1, "session_max_days must be at least 1"),
+            (self.login_max_failures >= 1, "login_max_failures must be at least 1"),
+            (self.login_max_failures_per_ip >= 1, "login_max_failures_per_ip must be at least 1"),
+            (self.login_max_failures_per_account >= 1, "login_max_failures_per_account must be at least 1"),
+            (self.login_window_seconds >= 1, "login_window_seconds must be at least 1"),
+            (self.password_min_length >= 1, "password_min_length must be at least 1"),
+            (
+                self.password_lanes >= 1 and self.password_iterations >= 1 and self.password_memory_kib >= 8 * self.password_lanes,
+                "password_memory_kib must be at least 8 x password_lanes, iterations and lanes at least 1",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{where}: {message}")
+        return self
+
+    @classmethod
+    def load(cls, raw: object, where: str, *, allowed: set[str] | None = None) -> AuthSettings:
+        """Validate ``raw``; ``allowed`` restricts which keys this mode accepts."""
+        if isinstance(raw, dict) and allowed is not None:
+            unknown = sorted(set(raw) - allowed)
+            if unknown:
+                raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        try:
+            return msgspec.convert(raw, cls).validate(where)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"invalid configuration at {where}: {exc}") from None
+
+
+SESSION_SETTING_KEYS = {
+    "session_idle_minutes", "session_max_days", "cookie_secure", "cookie_samesite", "login_max_failures",
+    "login_max_failures_per_ip", "login_max_failures_per_account", "login_window_seconds",
+    "password_memory_kib", "password_iterations", "password_lanes", "password_min_length", "first_run_from",
+}
+
+
+# -- validation of user-chosen values ---------------------------------------------------------
+def check_username(value: object) -> str:
+    """A display/login name: 1-50 characters after trimming, no control characters."""
+    if not isinstance(value, str):
+        raise ValueError("username must be a string")
+    name = unicodedata.normalize("NFC", value).strip()
+    if not name:
+        raise ValueError("username must not be empty")
+    if len(name) > USERNAME_MAX:
+        raise ValueError(f"username must be at most {USERNAME_MAX} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise ValueError("username must not contain control characters")
+    return name
+
+
+def check_new_password(value: object, min_length: int) -> str:
+    if not isinstance(value, str):
+        raise ValueError("password must be a string")
+    if len(value) < min_length:
+        raise ValueError(f"password must be at least {min_length} characters")
+    if len(value) > 1024:
+        raise ValueError("password must be at most 1024 characters")
+    return value
+
+
+def new_user_id() -> str:
+    """A random, path-safe user id (``u_`` + 16 hex digits)."""
+    return f"u_{secrets.token_hex(8)}"
+
+
+# -- throttling -------------------------------------------------------------------------------
+class LoginThrottle:
+    """Sliding-window counters of failed logins, per account+address, per address, per account.
+
+    In memory, per server process (documented limitation for multi-instance deployments). Bounded:
+    at most ``max_keys`` counters, oldest dropped first.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_account_ip: int = 5,
+        per_ip: int = 20,
+        per_account: int = 100,
+        window: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        self.limits = {"pair": per_account_ip, "ip": per_ip, "account": per_account}
+        self.window = window
+        self.clock = clock
+        self.max_keys = max_keys
+        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+
+    def _keys(self, account: str, ip: str) -> list[tuple[str, str]]:
+        return [("pair", f"{account}\x00{ip}"), ("ip", ip), ("account", account)]
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        stamps = self._failures.get(key)
+        if stamps is None:
+            return deque()
+        while stamps and stamps[0] <= now - self.window:
+            stamps.popleft()
+        if not stamps:
+            del self._failures[key]
+        return stamps
+
+    def retry_after(self, account: str, ip: str) -> float | None:
+        """Seconds until another attempt is allowed, or ``None`` if one is allowed now."""
+        now = self.clock()
+        wait = 0.0
+        for key in self._keys(account, ip):
+            stamps = self._recent(key, now)
+            if len(stamps) >= self.limits[key[0]]:
+                wait = max(wait, stamps[-self.limits[key[0]]] + self.window - now)
+        return wait if wait > 0 else None
+
+    def failure(self, account: str, ip: str) -> None:
+        now = self.clock()
+        for key in self._keys(account, ip):
+            stamps = self._failures.setdefault(key, deque())
+            stamps.append(now)
+            self._failures.move_to_end(key)
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)
+
+    def success(self, account: str, ip: str) -> None:
+        self._failures.pop(("pair", f"{account}\x00{ip}"), None)
+
+
+# -- identity ---------------------------------------------------------------------------------
+class LoginRefused(Exception):
+    """A login was refused; ``status`` is 401 (wrong credentials) or 429 (throttled)."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+class AccountIdentity:
+    """Resolves callers from the accounts store and manages their sessions."""
+
+    def __init__(self, store: AccountStore, secrets_: ServerSecrets, settings: AuthSettings) -> None:
+        self.store = store
+        self.secrets = secrets_
+        self.settings = settings
+        self.hasher = PasswordHasher(
+            memory_kib=settings.password_memory_kib,
+            iterations=settings.password_iterations,
+            lanes=settings.password_lanes,
+        )
+        self.throttle = LoginThrottle(
+            per_account_ip=settings.login_max_failures,
+            per_ip=settings.login_max_failures_per_ip,
+            per_account=settings.login_max_failures_per_account,
+            window=float(settings.login_window_seconds),
+        )
+
+    # -- cookies ---------------------------------------------------------------------------
+    @property
+    def cookie_name(self) -> str:
+        return "__Host-ct_session" if self.settings.cookie_secure else "ct_session"
+
+    def set_cookie(self, response: Response, token: str) -> None:
+        response.set_cookie(
+            self.cookie_name,
+            token,
+            max_age=self.settings.session_max_days * 86400,
+            path="/",
+            secure=self.settings.cookie_secure,
+            httponly=True,
+            samesite=self.settings.cookie_samesite,
+        )
+
+    def clear_cookie(self, response: Response) -> None:
+        response.delete_cookie(
+            self.cookie_name,
+            path="/",
+            secure=self.settings.cookie_secure,
+            httponly=True,
+            samesite=self.settings.cookie_samesite,
+        )
+
+    # -- resolving callers -----------------------------------------------------------------
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None | Literal[False]:
+        """A key or session principal; ``None`` if the caller presented nothing; ``False`` if
+        it presented a credential that is not valid (the caller must then get no fallback)."""
+        token = bearer_token(conn)
+        if token is not None:
+            principal = await self.from_service_key(token)
+            return principal if principal is not None else False
+        cookie = conn.cookies.get(self.cookie_name)
+        if cookie:
+            return await self.from_session(cookie)
+        return None
+
+    async def from_service_key(self, token: str) -> Principal | None:
+        parts = parse_service_key(token)
+        if parts is None:
+            return None
+        found = await self.store.resolve_service_key(parts.lookup_id)
+        if found is None:
+            return None
+        key, user = found
+        digest = service_key_digest(await self.secrets.pepper(), parts.secret)
+        if not hmac.compare_digest(digest, key.key_hash):
+            return None
+        now = utc_now()
+        if key.last_used_at is None or now - key.last_used_at >= _TOUCH_INTERVAL:
+            await self.store.touch_service_key(key.id, now)
+        return Principal(
+            id=user.id,
+            username=user.username,
+            is_admin=user.is_admin,
+            via="key",
+            scopes=frozenset(key.scopes),
+            key_id=key.id,
+        )
+
+    def _session_valid(self, session: SessionRecord, now: object) -> bool:
+        idle = timedelta(minutes=self.settings.session_idle_minutes)
+        return session.expires_at > now and session.last_seen_at + idle > now  # type: ignore[operator]
+
+    async def from_session(self, token: str) -> Principal | None:
+        if len(token) > 256:
+            return None
+        id_hash = session_digest(token)
+        found = await self.store.resolve_session(id_hash)
+        if found is None:
+            return None
+        session, user = found
+        now = utc_now()
+        if not self._session_valid(session, now):
+            await self.store.delete_session(id_hash)
+            return None
+        if now - session.last_seen_at >= _TOUCH_INTERVAL:
+            await self.store.touch_session(id_hash, now)
+        return Principal(id=user.id, username=user.username, is_admin=user.is_admin, via="session", session_id=id_hash)
+
+    # -- logging in and out ----------------------------------------------------------------
+    def may_do_first_run(self, conn: HTTPConnection) -> bool:
+        if self.settings.first_run_from == "any":
+            return True
+        return is_loopback(conn.client.host if conn.client else None)
+
+    async def check_password(self, conn: HTTPConnection, account: str, user: UserRecord | None, password: str) -> UserRecord:
+        """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429) otherwise."""
+        ip = conn.client.host if conn.client else "unknown"
+        key = account.casefold()
+        wait = self.throttle.retry_after(key, ip)
+        if wait is not None:
+            raise LoginRefused(429, "too many failed login attempts; try again later", wait)
+        encoded = user.password_hash if user is not None else None
+        ok = await self.hasher.verify(password, encoded)
+        if not ok or user is None:
+            self.throttle.failure(key, ip)
+            raise LoginRefused(401, "invalid username or password" if account else "invalid password")
+        self.throttle.success(key, ip)
+        if encoded is not None and self.hasher.needs_rehash(encoded):
+            await self.store.update_user(user.id, UserChanges(password_hash=await self.hasher.hash(password)))
+        return user
+
+    async def start_session(self, conn: HTTPConnection, user_id: str) -> str:
+        """A brand-new session for ``user_id`` (any session the caller presented is ended)."""
+        old = conn.cookies.get(self.cookie_name)
+        if old:
+            await self.store.delete_session(session_digest(old))
+        now = utc_now()
+        await self.store.purge_expired_sessions(now, now - timedelta(minutes=self.settings.session_idle_minutes))
+        token = new_session_token()
+        await self.store.create_session(
+            SessionRecord(
+                id_hash=session_digest(token),
+                user_id=user_id,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + timedelta(days=self.settings.session_max_days),
+                ip=conn.client.host if conn.client else None,
+                user_agent=(conn.headers.get("user-agent") or "")[:256] or None,
+            )
+        )
+        return token
+
+    async def end_session(self, conn: HTTPConnection) -> bool:
+        token = conn.cookies.get(self.cookie_name)
+        if not token or len(token) > 256:
+            return False
+        return await self.store.delete_session(session_digest(token))
+
+
+_SCOPE_RE = re.compile(r"^(\*|[a-z][a-z0-9_-]{0,31}:(read|write|\*))$")
+
+
+def scope_covers(granted: frozenset[str] | set[str], wanted: str) -> bool:
+    """Whether holding ``granted`` includes ``wanted`` (a key may not mint a stronger key)."""
+    if "*" in granted:
+        return True
+    if wanted == "*":
+        return False
+    group, _, level = wanted.partition(":")
+    if f"{group}:*" in granted:
+        return True
+    if level == "*":
+        return f"{group}:write" in granted
+    if level == "read":
+        return wanted in granted or f"{group}:write" in granted
+    return wanted in granted
+
+
+def check_scope(value: str, known_groups: set[str]) -> str:
+    """Validate one scope string against the grammar and the known groups."""
+    if not _SCOPE_RE.match(value):
+        raise ValueError(f"scope {value!r} is not valid (use '*', '<group>:read', '<group>:write' or '<group>:*')")
+    group = value.split(":", 1)[0]
+    if value != "*" and group not in known_groups:
+        raise ValueError(f"unknown scope group {group!r} (known: {', '.join(sorted(known_groups))})")
+    return value
+
+
+# -- shared route behaviour for the login-based modes ----------------------------------------
+class UserSummary(msgspec.Struct, frozen=True, rename="camel"):
+    uid: str
+    username: str
+    is_admin: bool
+
+
+class LoginResult(msgspec.Struct, frozen=True):
+    success: bool
+    message: str
+    user: UserSummary
+
+
+class Done(msgspec.Struct, frozen=True):
+    success: bool
+    message: str
+
+
+class PasswordChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    current_password: str
+    new_password: str
+
+
+def summary(user: UserRecord) -> UserSummary:
+    return UserSummary(uid=user.id, username=user.username, is_admin=user.is_admin)
+
+
+def refused(exc: LoginRefused, *, wrong_status: int = 401) -> Exception:
+    """The :class:`~comfytavern.http.ApiError` for a refused login (429 carries ``Retry-After``)."""
+    from comfytavern.http import ApiError
+
+    if exc.status == 429:
+        seconds = max(1, int(exc.retry_after or 1) + 1)
+        return ApiError(429, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
+    return ApiError(wrong_status, exc.message)
+
+
+async def login_response(identity: AccountIdentity, conn: HTTPConnection, user: UserRecord, *, message: str, status: int = 200) -> Response:
+    """Start a new session for ``user`` and answer with the session cookie set."""
+    from comfytavern.http import json_response
+
+    token = await identity.start_session(conn, user.id)
+    response = json_response(LoginResult(success=True, message=message, user=summary(user)), status)
+    identity.set_cookie(response, token)
+    return response
+
+
+async def logout_response(identity: AccountIdentity, conn: HTTPConnection) -> Response:
+    """End the caller's session (if any) and clear the cookie; always succeeds."""
+    from comfytavern.http import json_response
+
+    ended = await identity.end_session(conn)
+    response = json_response(Done(success=True, message="logged out" if ended else "no session to end"))
+    identity.clear_cookie(response)
+    return response
+
+
+async def change_password_response(identity: AccountIdentity, conn: HTTPConnection, principal: Principal, body: PasswordChange) -> Response:
+    """Check the current password, store the new one, end every other session of the user.
+
+    A cookie caller gets a fresh session id (privilege change); a key caller keeps no session.
+    """
+    from comfytavern.http import ApiError, json_response
+
+    user = await identity.store.get_user(principal.id)
+    if user is None:
+        raise ApiError(404, "user not found")
+    try:
+        new = check_new_password(body.new_password, identity.settings.password_min_length)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    try:
+        await identity.check_password(conn, user.username, user, body.current_password)
+    except LoginRefused as exc:
+        raise refused(exc, wrong_status=403) from None
+    await identity.store.update_user(user.id, UserChanges(password_hash=await identity.hasher.hash(new)))
+    await identity.store.delete_user_sessions(user.id)
+    response = json_response(Done(success=True, message="password changed; other sessions were logged out"))
+    if principal.via == "session":
+        token = await identity.start_session(conn, user.id)
+        identity.set_cookie(response, token)
+    return response

@@ -1,0 +1,198 @@
+"""Auth mode ``local-password``: one user (``default_user``, administrator) behind one access password.
+
+The password is set with ``comfytavern set-password`` or, on first run, with
+``POST /api/auth/setup`` (from this machine only unless ``first_run_from`` is ``any``). A login
+starts a server-side session held in an ``HttpOnly`` ``SameSite`` cookie; ``Authorization: Bearer``
+service keys work as in every mode. Failed logins are throttled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import msgspec
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from comfytavern import AuthMode, hookimpl
+from comfytavern.auth import AuthStatus, Principal, current_principal
+from comfytavern.crypto import default_secret_dir, server_secrets
+from comfytavern.http import ApiError, read_json, route
+from comfytavern.identity import (
+    SESSION_SETTING_KEYS,
+    AccountIdentity,
+    AuthSettings,
+    Done,
+    LoginRefused,
+    LoginResult,
+    PasswordChange,
+    change_password_response,
+    check_new_password,
+    login_response,
+    logout_response,
+    refused,
+)
+from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
+
+MODE = "local-password"
+DEFAULT_USER_ID = "default_user"
+DEFAULT_USERNAME = "本地用户"
+
+
+class PasswordBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    password: str
+
+
+class LoginBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    password: str
+    #: Accepted for symmetry with ``multi-user``; there is only one user here.
+    username: str | None = None
+
+
+class PasswordAuth:
+    name = MODE
+
+    def __init__(self, store: AccountStore, identity: AccountIdentity) -> None:
+        self.store = store
+        self.identity = identity
+        #: Serialises first-run set-up so two racing requests cannot both set the password.
+        self._setup_lock = anyio.Lock()
+
+    async def open(self) -> None:
+        """Make sure the one user exists (the password may still be unset: first run)."""
+        if await self.store.get_user(DEFAULT_USER_ID) is None:
+            try:
+                await self.store.create_user(
+                    UserRecord(id=DEFAULT_USER_ID, username=DEFAULT_USERNAME, is_admin=True, created_at=utc_now())
+                )
+            except AccountConflict:
+                pass
+
+    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+        found = await self.identity.authenticate(conn)
+        if found is False or found is None:
+            return None
+        if found.id != DEFAULT_USER_ID:
+            # Accounts left over from another mode are not users of this one.
+            return None
+        return found
+
+    async def _user(self) -> UserRecord:
+        user = await self.store.get_user(DEFAULT_USER_ID)
+        if user is None:
+            raise ApiError(500, "the default user is missing from the accounts store")
+        return user
+
+    async def status(self) -> AuthStatus:
+        user = await self.store.get_user(DEFAULT_USER_ID)
+        return AuthStatus(password_required=True, password_setup_required=user is None or user.password_hash is None)
+
+    # -- routes ----------------------------------------------------------------------------
+    async def setup(self, request: Request) -> Response:
+        body = await read_json(request, PasswordBody)
+        if not self.identity.may_do_first_run(request):
+            raise ApiError(
+                403,
+                "the first access password can only be set from this machine "
+                "(or with `comfytavern set-password`)",
+            )
+        try:
+            password = check_new_password(body.password, self.identity.settings.password_min_length)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        async with self._setup_lock:
+            user = await self._user()
+            if user.password_hash is not None:
+                raise ApiError(409, "an access password is already set; log in, or change it with PUT /api/auth/password")
+            updated = await self.store.update_user(
+                DEFAULT_USER_ID, UserChanges(password_hash=await self.identity.hasher.hash(password))
+            )
+        if updated is None:
+            raise ApiError(500, "the default user is missing from the accounts store")
+        return await login_response(self.identity, request, updated, message="access password set", status=201)
+
+    async def login(self, request: Request) -> Response:
+        body = await read_json(request, LoginBody)
+        user = await self._user()
+        if user.password_hash is None:
+            raise ApiError(409, "no access password is set yet; set one with POST /api/auth/setup or `comfytavern set-password`")
+        try:
+            checked = await self.identity.check_password(request, "", user, body.password)
+        except LoginRefused as exc:
+            raise refused(exc) from None
+        return await login_response(self.identity, request, checked, message="logged in")
+
+    async def logout(self, request: Request) -> Response:
+        return await logout_response(self.identity, request)
+
+    async def change_password(self, request: Request) -> Response:
+        body = await read_json(request, PasswordChange)
+        return await change_password_response(self.identity, request, current_principal(request), body)
+
+    def routes(self) -> Sequence[BaseRoute]:
+        tags = ["auth"]
+        return [
+            route(
+                "/api/auth/setup",
+                self.setup,
+                methods=["POST"],
+                summary="First run: set the access password and log in",
+                auth="public",
+                body=PasswordBody,
+                response=LoginResult,
+                status=201,
+                responses={403: "not from this machine", 409: "a password is already set", 422: "password too short"},
+                tags=tags,
+            ),
+            route(
+                "/api/auth/login",
+                self.login,
+                methods=["POST"],
+                summary="Log in with the access password (sets the session cookie)",
+                auth="public",
+                body=LoginBody,
+                response=LoginResult,
+                responses={401: "wrong password", 409: "no password set yet", 429: "too many failed attempts"},
+                tags=tags,
+            ),
+            route(
+                "/api/auth/logout",
+                self.logout,
+                methods=["POST"],
+                summary="End the current session and clear the cookie",
+                auth="public",
+                response=Done,
+                tags=tags,
+            ),
+            route(
+                "/api/auth/password",
+                self.change_password,
+                methods=["PUT"],
+                summary="Change the access password (ends every other session)",
+                auth="user",
+                scope="account",
+                body=PasswordChange,
+                response=Done,
+                responses={403: "current password is wrong", 422: "new password too short", 429: "too many failed attempts"},
+                tags=tags,
+            ),
+        ]
+
+
+def create(kernel: Any, raw: Mapping[str, Any]) -> PasswordAuth:
+    from comfytavern.kernel import StartupError
+
+    settings = AuthSettings.load(dict(raw), f"$.auth.settings.{MODE}", allowed=SESSION_SETTING_KEYS)
+    if not kernel.storage.has("accounts"):
+        raise StartupError(f"auth mode {MODE!r} keeps its password and sessions in storage.accounts, which is null")
+    store: AccountStore = kernel.storage.accounts
+    secrets = server_secrets(kernel.services, default_secret_dir(kernel.config))
+    return PasswordAuth(store, AccountIdentity(store, secrets, settings))
+
+
+@hookimpl
+def register_auth_modes(kernel: Any) -> list[AuthMode]:
+    return [AuthMode(MODE, factory=create, description="one user behind an access password")]

@@ -1,0 +1,211 @@
+"""Account routes for every auth mode: the editor's ``UserContext``, service API keys, encrypted
+external credentials, the profile (username, avatar), the account CLI, and the ``credentials``
+service nodes use (``await ctx.credential("openai")``).
+
+Routes (all under the ``account`` scope for service keys): see ``docs/auth.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from comfytavern import hookimpl
+from comfytavern.http import route
+from comfytavern.records import CliCommand
+
+from comfytavern_users import credentials, keys, profile
+from comfytavern_users.cli import commands
+from comfytavern_users.context import current_context
+from comfytavern_users.service import Accounts, accounts_for
+from comfytavern_users.wire import (
+    AvatarUploaded,
+    CredentialCreate,
+    CredentialList,
+    CredentialMeta,
+    ServiceKeyCreate,
+    ServiceKeyList,
+    ServiceKeyWithSecret,
+    SingleUserContext,
+    UsernameChange,
+    UsernameChanged,
+)
+
+__all__ = ["lifespan", "register_commands", "register_routes"]
+
+Handler = Callable[[Accounts, Request], Awaitable[Response]]
+
+
+def _bind(accounts: Accounts, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await handler(accounts, request)
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+@hookimpl
+def register_routes(kernel: Any) -> list[BaseRoute]:
+    accounts = accounts_for(kernel)
+    tags = ["account"]
+    out: list[BaseRoute] = [
+        route(
+            "/api/auth/current",
+            _bind(accounts, current_context),
+            summary="The caller's UserContext (mode, login state, user, keys, credentials)",
+            description="`SingleUser` for the `local` and `local-password` modes, `MultiUser` for `multi-user`.",
+            auth="public",
+            response=SingleUserContext,
+            tags=["auth"],
+        ),
+    ]
+    for path in ("/api/users/me/service-keys", "/api/users/me/service-keys/"):
+        slash = path.endswith("/")
+        out += [
+            route(
+                path,
+                _bind(accounts, keys.list_keys),
+                name="list_service_keys" + ("_slash" if slash else ""),
+                summary="List your service API keys (never their secrets)",
+                auth="user",
+                scope="account",
+                response=ServiceKeyList,
+                tags=tags,
+            ),
+            route(
+                path,
+                _bind(accounts, keys.create_key),
+                methods=["POST"],
+                name="create_service_key" + ("_slash" if slash else ""),
+                summary="Create a service API key; the secret is in this response only",
+                auth="user",
+                scope="account",
+                body=ServiceKeyCreate,
+                response=ServiceKeyWithSecret,
+                status=201,
+                responses={403: "a key may not create a key with more scopes than it has", 422: "invalid name or scope"},
+                tags=tags,
+            ),
+        ]
+    out.append(
+        route(
+            "/api/users/me/service-keys/{key_id}",
+            _bind(accounts, keys.delete_key),
+            methods=["DELETE"],
+            summary="Delete (revoke) one of your service API keys",
+            auth="user",
+            scope="account",
+            status=204,
+            responses={404: "no such key of yours"},
+            tags=tags,
+        )
+    )
+    for path in ("/api/users/me/credentials", "/api/users/me/credentials/"):
+        slash = path.endswith("/")
+        out += [
+            route(
+                path,
+                _bind(accounts, credentials.list_credentials),
+                name="list_credentials" + ("_slash" if slash else ""),
+                summary="List your external service credentials (never their values)",
+                auth="user",
+                scope="account",
+                response=CredentialList,
+                tags=tags,
+            ),
+            route(
+                path,
+                _bind(accounts, credentials.create_credential),
+                methods=["POST"],
+                name="create_credential" + ("_slash" if slash else ""),
+                summary="Store a credential (AES-256-GCM encrypted; never returned)",
+                auth="user",
+                scope="account",
+                body=CredentialCreate,
+                response=CredentialMeta,
+                status=201,
+                responses={422: "invalid field", 503: "credential encryption unavailable"},
+                tags=tags,
+            ),
+        ]
+    out += [
+        route(
+            "/api/users/me/credentials/{credential_id}",
+            _bind(accounts, credentials.delete_credential),
+            methods=["DELETE"],
+            summary="Delete one of your credentials",
+            auth="user",
+            scope="account",
+            status=204,
+            responses={404: "no such credential of yours"},
+            tags=tags,
+        ),
+        route(
+            "/api/users/me/username",
+            _bind(accounts, profile.change_username),
+            methods=["PUT"],
+            summary="Change your username",
+            auth="user",
+            scope="account",
+            body=UsernameChange,
+            response=UsernameChanged,
+            responses={409: "username taken", 422: "invalid username"},
+            tags=tags,
+        ),
+        route(
+            "/api/users/me/avatar",
+            _bind(accounts, profile.upload_avatar),
+            methods=["POST"],
+            summary="Upload your avatar (multipart field 'avatar'; PNG, JPEG, GIF or WebP, at most 5 MB)",
+            description="The image is decoded, scaled to fit 256x256 and re-encoded as a PNG without metadata.",
+            auth="user",
+            scope="account",
+            body_content_type="multipart/form-data",
+            response=AvatarUploaded,
+            responses={400: "malformed multipart", 413: "file too large", 415: "not multipart", 422: "not a usable image"},
+            tags=tags,
+        ),
+        route(
+            "/avatars/{filename}",
+            _bind(accounts, profile.serve_avatar),
+            summary="An avatar image (yours; administrators: anyone's); a generated one if none was uploaded",
+            auth="user",
+            scope="account",
+            content_type="image/png",
+            responses={404: "not your avatar, or no such user"},
+            tags=tags,
+        ),
+    ]
+    return out
+
+
+@hookimpl
+def lifespan(kernel: Any) -> contextlib.AbstractAsyncContextManager[None] | None:
+    accounts = accounts_for(kernel)
+    if accounts.store is None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def run() -> AsyncIterator[None]:
+        # Load (or create, 0600) the key material now, so a problem shows at start-up.
+        await accounts.secrets.keyring()
+        await accounts.secrets.pepper()
+        kernel.services["credentials"] = accounts.resolve_credential
+        try:
+            yield
+        finally:
+            if kernel.services.get("credentials") == accounts.resolve_credential:
+                del kernel.services["credentials"]
+
+    return run()
+
+
+@hookimpl
+def register_commands(kernel: Any) -> list[CliCommand]:
+    return commands()
