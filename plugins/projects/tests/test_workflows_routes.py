@@ -160,7 +160,7 @@ BAD_BODIES = [
     (json.dumps({**VALID, "nodes": {}}).encode(), 422, "$.nodes"),
     (json.dumps({**VALID, "nodes": [{"id": "n", "type": "core:X"}]}).encode(), 422, "$.nodes[0]"),
     (json.dumps({**VALID, "nodes": [{"id": "n", "type": "core:X", "position": {"x": "1", "y": 0}}]}).encode(), 422, "$.nodes[0].position.x"),
-    (json.dumps({**VALID, "nodes": [{"id": "n", "type": "t", "position": {"x": 1, "y": 0}, "inputConnectionOrders": {"k": "e"}}]}).encode(), 422, "$.nodes[0].inputConnectionOrders.k"),
+    (json.dumps({**VALID, "nodes": [{"id": "n", "type": "t", "position": {"x": 1, "y": 0}, "inputConnectionOrders": {"k": "e"}}]}).encode(), 422, "$.nodes[0].inputConnectionOrders["),
     (json.dumps({**VALID, "edges": [{"id": "e", "source": "a"}]}).encode(), 422, "$.edges[0]"),
     (json.dumps({**VALID, "viewport": {"x": 0, "y": 0}}).encode(), 422, "$.viewport"),
     (json.dumps({**VALID, "interfaceInputs": []}).encode(), 422, "$.interfaceInputs"),
