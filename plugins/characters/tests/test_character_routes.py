@@ -209,6 +209,8 @@ def test_import_bad_inputs(tmp_path: Path, kernel_factory) -> None:
         ({"content": b"{" + b" " * 60_000 + b"}", "headers": {"Content-Type": "application/json"}}, 413),
         ({"content": "x", "headers": {"Content-Type": "text/plain"}}, 415),
         ({"files": {"other": ("a.json", b"{}", "application/json")}}, 400),
+        ({"content": b"abc", "headers": {"Content-Type": "multipart/form-data"}}, 400),
+        ({"content": b"--xx\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=xx"}}, 400),
         ({"content": json.dumps(v2_card("N")), "headers": {"Content-Type": "application/json"}, "params": {"name": "../evil"}}, 400),
         ({"content": json.dumps(v2_card("N")), "headers": {"Content-Type": "application/json"}, "params": {"name": "CON"}}, 400),
     ]
