@@ -147,6 +147,8 @@ def redact_value(value: Any, depth: int = 0) -> Any:
 
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "request_id", "run_id"}
+#: Extras some libraries add that only make sense on a colour terminal (uvicorn's ``color_message``).
+_DROPPED = {"color_message"}
 
 
 class RedactingFilter(logging.Filter):
@@ -210,7 +212,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 out[key] = value
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and key not in _DROPPED and not key.startswith("_"):
                 out[key] = value
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)

@@ -1,0 +1,29 @@
+"""Plugin ``server-routes``: what an operator and an API client need from the server itself.
+
+- ``GET /openapi.json``: OpenAPI 3.1 for every route served (see :mod:`comfytavern.openapi`);
+- ``GET /docs``: interactive API docs, fully offline;
+- ``POST /api/server/restart``: graceful in-place restart (admin; see :mod:`comfytavern.restart`);
+- ``GET /metrics``: Prometheus metrics (see :mod:`comfytavern.metrics`).
+
+Settings: ``plugins.settings["server-routes"]`` = :class:`ServerRoutesSettings`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from comfytavern import hookimpl
+from comfytavern_server_routes.admin import RestartAccepted, ServerRoutesSettings, admin_routes, may_read_metrics
+from comfytavern_server_routes.apidocs import docs_routes
+
+__all__ = ["RestartAccepted", "ServerRoutesSettings", "may_read_metrics", "register_routes"]
+
+SETTINGS_KEY = "server-routes"
+
+
+@hookimpl
+def register_routes(kernel: Any) -> list[BaseRoute]:
+    settings = kernel.plugin_settings(SETTINGS_KEY, ServerRoutesSettings)
+    return [*docs_routes(kernel), *admin_routes(kernel, settings)]

@@ -1,0 +1,184 @@
+"""POST /api/server/restart: a real `comfytavern serve` process restarts in place (twice), the
+route answers 202 first, is admin-only outside local mode, and drains the scheduler per config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from comfytavern.restart import RestartController, RestartUnavailable, restart_command
+from comfytavern.testing import client_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, *, until: Any = lambda body: True, timeout: float = 30.0, proc: Any = None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the server exited with {proc.returncode}")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200:
+                body = response.json()
+                if until(body):
+                    return body
+                last = body
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not become ready: {last!r}")
+
+
+@pytest.mark.slow
+def test_a_real_server_process_restarts_in_place(make_full_kernel: Any, tmp_path: Path) -> None:
+    # Use the storage the current checkout can start with (as the assembled app does).
+    storage = make_full_kernel().config.storage
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "server": {"host": "127.0.0.1", "port": port},
+                "data": {"root": str(data)},
+                "nodes": {"custom_paths": []},
+                "auth": {"mode": "local"},
+                "storage": {"projects": storage.projects, "accounts": storage.accounts, "runs": storage.runs},
+                "logging": {"format": "json"},
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    log_file = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comfytavern", "serve", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        first = wait_for(f"{base}/healthz", proc=proc)
+        started = [first["startedAt"]]
+        for _ in range(2):
+            response = httpx.post(f"{base}/api/server/restart", timeout=10.0)
+            assert response.status_code == 202, response.text
+            assert response.json() == {"success": True, "message": "Server is restarting..."}
+            again = wait_for(f"{base}/healthz", until=lambda body: body["startedAt"] not in started, proc=proc)
+            started.append(again["startedAt"])
+            # os.execv keeps the PID: the same process, a new interpreter.
+            assert proc.poll() is None
+            assert wait_for(f"{base}/readyz")["status"] == "ready"
+        assert len(set(started)) == 3
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log_file.close()
+    output = (tmp_path / "server.log").read_text(errors="replace")
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert sum(1 for r in records if r["message"].startswith("server restart requested by")) == 2
+    restart_access = [r for r in records if r.get("path") == "/api/server/restart"]
+    assert [r["status"] for r in restart_access] == [202, 202]
+    assert all(r.get("request_id") for r in restart_access)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal for the exit status
+    assert proc.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert records[-1]["message"].startswith("Finished server process")
+
+
+def test_restart_is_unavailable_outside_the_cli(kernel: Any) -> None:
+    with client_for(kernel) as client:
+        response = client.post("/api/server/restart")
+    assert response.status_code == 409
+    assert "comfytavern serve" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [(None, 401), ("user-session", 403), ("user-key-server", 403), ("admin-key-projects", 403), ("admin-session", 202)],
+)
+def test_restart_is_admin_only_outside_local_mode(token_kernel: Any, auth_header: Any, token: str | None, status: int) -> None:
+    kernel = token_kernel()
+    server = SimpleNamespace(should_exit=False)
+    kernel.services["restart"] = RestartController(kernel, server, command=["/bin/true"])
+    with client_for(kernel) as client:
+        response = client.post("/api/server/restart", headers=auth_header(token) if token else {})
+        assert response.status_code == status, response.text
+        if status == 202:
+            # the background task ran after the response: uvicorn is told to stop, the CLI will exec
+            assert server.should_exit is True
+            assert kernel.services["restart_requested"] == kernel.services["restart"].exec_
+            second = client.post("/api/server/restart", headers=auth_header(token))
+            assert second.status_code == 409 and second.json() == {"error": "a restart is already in progress"}
+        else:
+            assert server.should_exit is False
+            assert "restart_requested" not in kernel.services
+
+
+class RecordingScheduler:
+    """Implements the duck-typed scheduler side of a restart (see comfytavern.restart)."""
+
+    def __init__(self, with_shutdown: bool) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        if with_shutdown:
+            self.shutdown = self._shutdown
+
+    async def _shutdown(self, *, mode: str, timeout: float, reason: str) -> list[str]:
+        self.calls.append(("shutdown", (mode, timeout, reason)))
+        await anyio.sleep(0)
+        return ["p1"]
+
+    def stop_accepting(self) -> None:
+        self.calls.append(("stop_accepting", None))
+
+
+@pytest.mark.parametrize("mode", ["interrupt", "finish"])
+def test_restart_drains_the_scheduler_per_config(token_kernel: Any, mode: str) -> None:
+    kernel = token_kernel(execution={"on_shutdown": mode, "shutdown_timeout_seconds": 3})
+    server = SimpleNamespace(should_exit=False)
+    controller = RestartController(kernel, server, command=["/bin/true"])
+    scheduler = RecordingScheduler(with_shutdown=True)
+    kernel.services["scheduler"] = scheduler
+    controller.claim("admin")
+    anyio.run(controller.run)
+    assert scheduler.calls == [("shutdown", (mode, 3.0, "server restart"))]
+    assert server.should_exit is True
+
+    fallback = RecordingScheduler(with_shutdown=False)
+    kernel.services["scheduler"] = fallback
+    other = RestartController(kernel, SimpleNamespace(should_exit=False), command=["/bin/true"])
+    other.claim("admin")
+    anyio.run(other.run)
+    assert fallback.calls == [("stop_accepting", None)]
+    with pytest.raises(RestartUnavailable):
+        other.claim("admin")
+
+
+def test_restart_command_repeats_this_process_command_line() -> None:
+    command = restart_command()
+    assert command[0] == sys.executable
+    assert command[1:] == list(sys.orig_argv[1:])
