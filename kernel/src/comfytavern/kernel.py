@@ -20,6 +20,7 @@ from comfytavern.auth import AuthBackend
 from comfytavern.config import Config, ConfigError
 from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
+from comfytavern.nodes.reload import NodeSources, ReloadReport, collect_contributions
 from comfytavern.plugin_manager import (
     NODE_PACK_GROUP,
     PLUGIN_GROUP,
@@ -85,6 +86,8 @@ class Kernel:
         self._collect_storage_backends()
         self._select_storage()
         self._select_auth()
+        #: Entry-point packs, in-process packs and custom folders; owns hot reload.
+        self.node_sources = NodeSources(self)
         self.reload_nodes()
 
     # -- plugins ---------------------------------------------------------------------------
@@ -191,15 +194,14 @@ class Kernel:
 
     # -- nodes -----------------------------------------------------------------------------
     def node_contributions(self) -> list[tuple[str, str, Iterable[Any]]]:
-        """``(source, namespace, nodes)`` from every loaded node pack, in load order."""
-        out: list[tuple[str, str, Iterable[Any]]] = []
-        for info, nodes in self.loader.call_each("register_nodes", kinds=("node_pack", "node_folder")):
-            materialised = list(nodes or ())
-            info.node_count = len(materialised)
-            out.append((info.name, info.namespace or info.name, materialised))
-        return out
+        """``(source, namespace, nodes)`` from every live node pack and folder, validated, in order.
+
+        A pack whose hook raises or whose nodes are invalid is marked failed and left out.
+        """
+        return list(collect_contributions(self.loader))
 
     def build_node_registry(self) -> NodeRegistry:
+        """A snapshot of the packs registered now (no re-scan, no re-import, no swap)."""
         generation = self.registry.current.generation + 1
         registry = NodeRegistry.build(self.node_contributions(), generation)
         for collision in registry.collisions:
@@ -207,10 +209,17 @@ class Kernel:
         return registry
 
     def reload_nodes(self) -> NodeRegistry:
-        """Build a fresh snapshot from the packs registered now and swap it in."""
-        registry = self.build_node_registry()
-        self.registry.swap(registry)
-        return registry
+        """Re-scan entry points and custom folders, re-import changed code, swap in one step.
+
+        Blocking (imports run on this thread); from async code use :meth:`reload_nodes_async`.
+        Raises :class:`~comfytavern.nodes.reload.NodeReloadError` with the previous snapshot
+        still live. A single broken pack is not an error: it is listed in the plugin table.
+        """
+        return self.node_sources.reload().registry
+
+    async def reload_nodes_async(self) -> ReloadReport:
+        """:meth:`reload_nodes` with the imports in a worker thread; returns the full report."""
+        return await self.node_sources.reload_async()
 
     # -- routes ----------------------------------------------------------------------------
     def plugin_routes(self) -> list[BaseRoute]:

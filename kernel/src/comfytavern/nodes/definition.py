@@ -126,6 +126,19 @@ EMPTY_VALUES: dict[str, Any] = {
 }
 
 
+def _always_sent() -> Any:
+    """Factory for fields the editor requires even when empty (``inputs: {}``, ``description: ""``).
+
+    ``omit_defaults`` drops a field equal to its default, but msgspec cannot compare a value with a
+    custom factory's result, so a field built by a factory is always encoded.
+    """
+    return {}
+
+
+def _empty_text() -> str:
+    return ""
+
+
 class BypassSpec(_Wire):
     pass_through: dict[str, str] | None = None
     defaults: dict[str, Any] | None = None
@@ -135,8 +148,8 @@ class NodeModeDefinition(_Wire):
     id: str
     display_name: str
     description: str | None = None
-    inputs: dict[str, Input] = msgspec.field(default_factory=dict)
-    outputs: dict[str, Output] = msgspec.field(default_factory=dict)
+    inputs: dict[str, Input] = msgspec.field(default_factory=_always_sent)
+    outputs: dict[str, Output] = msgspec.field(default_factory=_always_sent)
     config_schema: dict[str, Input] | None = None
 
 
@@ -147,9 +160,9 @@ class NodeDefinition(_Wire):
     namespace: str
     category: str
     display_name: str
-    description: str = ""
-    inputs: dict[str, Input] = msgspec.field(default_factory=dict)
-    outputs: dict[str, Output] = msgspec.field(default_factory=dict)
+    description: str = msgspec.field(default_factory=_empty_text)
+    inputs: dict[str, Input] = msgspec.field(default_factory=_always_sent)
+    outputs: dict[str, Output] = msgspec.field(default_factory=_always_sent)
     config_schema: dict[str, Input] | None = None
     config_values: dict[str, Any] | None = None
     bypass_behavior: Literal["mute"] | BypassSpec | None = None
