@@ -30,6 +30,7 @@ from comfytavern.nodes.registry import RegistryHolder
 from comfytavern.storage.runs import FINAL_STATUSES, MemoryRunStore, RunRecord, RunStore
 
 if TYPE_CHECKING:
+    from comfytavern.engine.queue import RunQueue
     from comfytavern.kernel import Kernel
 
 __all__ = ["ActiveRun", "Scheduler", "SchedulerClosed", "new_prompt_id"]
@@ -147,8 +148,12 @@ class Scheduler:
         limits: Limits | None = None,
         on_shutdown: str = "interrupt",
         shutdown_timeout: float = 10.0,
+        run_queue: RunQueue | None = None,
     ) -> None:
         self.hub = hub
+        #: A shared queue (``kernel.services["run_queue"]``): runs then execute wherever it sends
+        #: them; ``None`` = in this process (see :mod:`comfytavern.engine.queue`).
+        self.run_queue = run_queue
         self.registry = registry
         self.services: Mapping[str, Any] = services if services is not None else {}
         self.store: RunStore = store if store is not None else MemoryRunStore()
@@ -185,6 +190,7 @@ class Scheduler:
             settings=ExecutionSettings(node_timeout=cfg.node_timeout_seconds),
             on_shutdown=cfg.on_shutdown,
             shutdown_timeout=cfg.shutdown_timeout_seconds,
+            run_queue=kernel.services.get("run_queue"),
         )
 
     # -- life-cycle ---------------------------------------------------------------------------
@@ -194,7 +200,9 @@ class Scheduler:
         On cancellation it shuts down in a shielded scope: queued runs and, depending on
         ``on_shutdown``, running runs are recorded as interrupted and the history is flushed.
         """
-        fixed = await self.store.interrupt_unfinished(_now_ms())
+        # With a shared queue the store is shared too: unfinished records may be live runs of
+        # other processes (the queue's janitor ends those whose worker died).
+        fixed = await self.store.interrupt_unfinished(_now_ms()) if self.run_queue is None else 0
         if fixed:
             log.warning("%d run(s) left unfinished by the previous process are now recorded as interrupted", fixed)
         async with anyio.create_task_group() as tg:
@@ -202,6 +210,8 @@ class Scheduler:
             send, receive = anyio.create_memory_object_stream[RunRecord](max_buffer_size=100_000)
             self._write_send = send
             tg.start_soon(self._writer, receive)
+            if self.run_queue is not None:
+                await self.run_queue.attach(self, tg)
             task_status.started()
             try:
                 await anyio.sleep_forever()
@@ -222,6 +232,9 @@ class Scheduler:
     async def _shutdown(self) -> None:
         self._closing = True
         try:
+            if self.run_queue is not None:
+                with anyio.move_on_after(self.shutdown_timeout):
+                    await self.run_queue.detach()
             for run in list(self._queue):
                 self._queue.remove(run)
                 self._finish(run, "interrupted", dequeue=False)
@@ -238,6 +251,9 @@ class Scheduler:
                     await run.done.wait()
                 await self.flush()
         finally:
+            if self.run_queue is not None:
+                with anyio.move_on_after(self.shutdown_timeout):
+                    await self.run_queue.stopped()
             if self._write_send is not None:
                 self._write_send.close()
             self._tg = None
@@ -318,6 +334,9 @@ class Scheduler:
             self._reject(prompt_id, payload, user, source, exc, on_accepted)
             return prompt_id
         run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        if self.run_queue is not None:
+            await self._enqueue(run, payload, on_accepted)
+            return prompt_id
         self._runs[prompt_id] = run
         if on_accepted is not None:
             on_accepted(prompt_id)
@@ -328,6 +347,43 @@ class Scheduler:
             run.emit("EXECUTION_STATUS_UPDATE", {"promptId": prompt_id, "status": "queued"})
         self._persist(run.record())
         return prompt_id
+
+    async def _enqueue(
+        self, run: ActiveRun, payload: ExecutionPayload, on_accepted: Callable[[str], None] | None
+    ) -> None:
+        """Hand an accepted run to the shared queue (its ``queued`` record is stored first, so no
+        later record written by the executing process can be overwritten by it)."""
+        assert self.run_queue is not None
+        if on_accepted is not None:
+            on_accepted(run.prompt_id)
+        run.emit("EXECUTION_STATUS_UPDATE", {"promptId": run.prompt_id, "status": "queued"})
+        try:
+            await self.run_queue.enqueue(run.record(), payload, run.owner)
+        except Exception as exc:  # noqa: BLE001 - the run was announced: end it visibly
+            log.exception("could not queue run %s", run.prompt_id)
+            run.error_info = {"message": f"could not queue the run: {exc}"}
+            self._finish(run, "error", dequeue=False)
+
+    async def run_claimed(
+        self, prompt_id: str, payload: ExecutionPayload, user: Principal, *, source: str, submitted_at: int
+    ) -> RunRecord:
+        """Execute, here and now, a run this process claimed from the shared queue (the queue
+        bounds how many run at once); returns its final record once it is stored."""
+        if self._closing or self._tg is None:
+            raise SchedulerClosed("the server is shutting down")
+        try:
+            graph = await self.prepare(payload, user)
+        except WorkflowInvalid as exc:
+            self._reject(prompt_id, payload, user, source, exc, None)
+            await self.flush()
+            return self._recent[prompt_id]
+        run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        run.submitted_at = submitted_at
+        self._runs[prompt_id] = run
+        self._start(run)
+        await run.done.wait()
+        await self.flush()
+        return self._recent.get(prompt_id) or run.record()
 
     def _reject(
         self,
@@ -462,6 +518,11 @@ class Scheduler:
     async def interrupt(self, prompt_id: str, user: Principal, *, wait: float = 2.0) -> bool:
         """Cancel a queued or running run of ``user`` (admins: any). False when there is none."""
         run = self.active(prompt_id, user)
+        if run is None and self.run_queue is not None and prompt_id not in self._runs:
+            remote = await self.run_queue.get(prompt_id)
+            if remote is None or remote.finished or not self.visible(remote.owner_id, user):
+                return False
+            return await self.run_queue.interrupt(prompt_id, wait)
         if run is None or run.status in FINAL_STATUSES:
             return False
         if run.status == "queued":
@@ -481,6 +542,10 @@ class Scheduler:
         if run is not None:
             with anyio.move_on_after(timeout):
                 await run.done.wait()
+        elif self.run_queue is not None and prompt_id not in self._runs:
+            remote = await self.run_queue.get(prompt_id)
+            if remote is not None and not remote.finished and self.visible(remote.owner_id, user):
+                await self.run_queue.wait(prompt_id, timeout)
         return await self.get(prompt_id, user)
 
     # -- queries ------------------------------------------------------------------------------
@@ -489,6 +554,8 @@ class Scheduler:
         if run is not None:
             return run.record()
         record = self._recent.get(prompt_id)
+        if record is None and self.run_queue is not None and prompt_id not in self._runs:
+            record = await self.run_queue.get(prompt_id)
         if record is None:
             record = await self.store.get(prompt_id)
         if record is None or not self.visible(record.owner_id, user):
@@ -496,16 +563,29 @@ class Scheduler:
         return record
 
     def queue_counts(self) -> dict[str, int]:
+        if self.run_queue is not None:
+            return self.run_queue.counts()
         return {"runningExecutions": len(self._running), "pendingExecutions": len(self._queue)}
 
     def stats(self) -> dict[str, int]:
         return {"maxConcurrentWorkflows": self.max_concurrent, **self.queue_counts()}
 
     def executions(self, user: Principal) -> dict[str, list[dict[str, Any]]]:
-        return {
+        out = {
             "running": [r.info() for r in self._running.values() if self.visible(r.owner.id, user)],
             "pending": [r.info() for r in self._queue if self.visible(r.owner.id, user)],
         }
+        if self.run_queue is not None:
+            for kind, info in self.run_queue.executions():
+                if info["promptId"] not in self._runs and self.visible(info.get("ownerId", ""), user):
+                    out[kind].append(info)
+        return out
+
+    def watchable(self, prompt_id: str, user: Principal) -> bool:
+        """Whether live events of this run may still arrive on this process's hub."""
+        if self.active(prompt_id, user) is not None:
+            return True
+        return self.run_queue is not None and prompt_id not in self._runs and self.run_queue.watchable(prompt_id)
 
     async def history(self, user: Principal, *, limit: int = 50, offset: int = 0) -> tuple[list[RunRecord], int]:
         await self.flush()
