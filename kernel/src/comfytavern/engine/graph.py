@@ -8,6 +8,7 @@ per node. All walks are iterative, so deep chains cannot hit the recursion limit
 
 from __future__ import annotations
 
+import gc
 import inspect
 import re
 from collections import deque
@@ -169,6 +170,18 @@ def prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = 
 
     Raises :class:`WorkflowInvalid` listing every problem found (per node).
     """
+    # Building a big graph allocates many small containers and nothing cyclic; without this,
+    # CPython's collector rescans the growing heap over and over (quadratic on big graphs).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _prepare(payload, registry, limits)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) -> PreparedGraph:
     issues = _Issues()
     if len(payload.nodes) > limits.max_nodes:
         issues.add(type="too_large", message=f"workflow has {len(payload.nodes)} nodes; the limit is {limits.max_nodes}")
@@ -178,6 +191,8 @@ def prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = 
 
     ids: dict[str, int] = {}
     nodes: list[PNode] = []
+    # Per (type, mode): slots, kind and default values are the same for every instance.
+    plans: dict[tuple[str, str | None, Any], tuple[Any, ...]] = {}
     for wire in payload.nodes:
         if wire.id in ids:
             issues.add(type="duplicate_node_id", node_id=wire.id, message=f"node id {wire.id!r} is used twice")
@@ -195,39 +210,50 @@ def prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = 
                 )
             ids[wire.id] = -1
             continue
-        config = dict(node.definition.config_values or {})
-        config.update(wire.config_values)
-        mode_id, fn = node.execute_for(config)
-        input_defs, output_defs = node.slots_for(mode_id)
+        definition = node.definition
+        if definition.config_values or wire.config_values:
+            config = dict(definition.config_values or {})
+            config.update(wire.config_values)
+        else:
+            config = {}
+        mode_key = config.get(definition.mode_config_key) if definition.modes and definition.mode_config_key else None
+        plan_key = (wire.full_type, mode_key if isinstance(mode_key, str) else None, id(node))
+        plan = plans.get(plan_key)
+        if plan is None:
+            mode_id, fn = node.execute_for(config)
+            input_defs, output_defs = node.slots_for(mode_id)
+            defaults = {k: slot.default for k, slot in input_defs.items() if slot.default is not None}
+            mutable = tuple(k for k, v in defaults.items() if isinstance(v, (dict, list)))
+            stream_slots = tuple(k for k, o in output_defs.items() if is_stream_output(o))
+            plan = (mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, _kind_of(fn))
+            plans[plan_key] = plan
+        mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, fn_kind = plan
         if fn is None and not wire.bypassed:
             issues.add(
                 type="not_executable",
                 node_id=wire.id,
                 message=f"Node {wire.full_type} ({wire.id}) has no execute function for mode {mode_id!r}.",
             )
-        static: dict[str, Any] = {}
-        for key, value in wire.inputs.items():
-            if value is not None:
-                static[key] = value
-        for key, slot in input_defs.items():
-            if key not in static:
-                default = slot.default
-                if default is not None:
-                    static[key] = _copy_default(default)
-        kind = BYPASS if wire.bypassed else _kind_of(fn)
+        static = dict(defaults)
+        for key in mutable:
+            static[key] = _copy_default(static[key])
+        if wire.inputs:
+            for key, value in wire.inputs.items():
+                if value is not None:
+                    static[key] = value
         pnode = PNode(
             index=len(nodes),
             id=wire.id,
             full_type=wire.full_type,
             node=node,
             fn=fn,
-            kind=kind,
+            kind=BYPASS if wire.bypassed else fn_kind,
             mode_id=mode_id,
             config_values=config,
             input_defs=input_defs,
             output_defs=output_defs,
             static_inputs=static,
-            stream_slots=tuple(k for k, o in output_defs.items() if is_stream_output(o)),
+            stream_slots=stream_slots,
         )
         ids[wire.id] = pnode.index
         nodes.append(pnode)

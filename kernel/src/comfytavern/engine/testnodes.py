@@ -83,6 +83,16 @@ def block(inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
     return {"done": True}
 
 
+@node(type="Spin", category="test", display_name="Burn CPU (async, never awaits)", namespace=NAMESPACE,
+      inputs={"micros": Input(data_flow_type="INTEGER", config={"default": 100}), "value": Input(data_flow_type="WILDCARD")},
+      outputs={"value": Output(data_flow_type="WILDCARD")})
+async def spin(inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    end = time.perf_counter() + inputs["micros"] / 1e6
+    while time.perf_counter() < end:
+        pass
+    return {"value": inputs.get("value")}
+
+
 @node(type="Stream", category="test", display_name="Stream parts", namespace=NAMESPACE,
       inputs={"parts": Input(data_flow_type="ARRAY"), "delay": _f(default=0.0)},
       outputs={"stream": Output(data_flow_type="STREAM", is_stream=True), "text": Output(data_flow_type="STRING")})
@@ -210,7 +220,7 @@ async def group_output(inputs: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 
 NODES: list[Node] = [
-    const, add, mul, sum_, concat, fail, sleep, block, stream, sync_stream, error_stream, collect,
+    const, add, mul, sum_, concat, fail, sleep, block, spin, stream, sync_stream, error_stream, collect,
     sync_collect, relay, ignore, progress, context, modes, mute, group_input, group_output,
 ]
 

@@ -1,0 +1,1 @@
+"""Engine benchmarks: ``.venv/bin/python -m benchmarks.engine`` (see docs/benchmarks.md)."""

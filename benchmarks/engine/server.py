@@ -1,0 +1,36 @@
+"""The server under test: a real kernel with the engine test nodes, served by uvicorn.
+
+Run as ``python -m benchmarks.engine.server --port P --data DIR`` (the benchmark starts it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from comfytavern.app import create_app
+from comfytavern.engine import testnodes
+from comfytavern.testing import make_kernel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--data", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    kernel = make_kernel(
+        Path(args.data),
+        node_packs=[testnodes],
+        storage={"projects": None},
+        execution={"max_concurrent_workflows": 5, "history_size": 500},
+        logging={"level": "WARNING"},
+    )
+    uvicorn.run(create_app(kernel), host="127.0.0.1", port=args.port, log_level="warning", ws="websockets-sansio")
+
+
+if __name__ == "__main__":
+    main()
