@@ -92,106 +92,108 @@ def _regex_rules(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     return {"regexRules": [rule.as_dict() for rule in rules]}
 
 
-preset_loader = node(
-    type="PresetLoader",
-    category=_CATEGORY,
-    display_name="💾加载预设",
-    description="从文件加载 LLM 提示词预设配置",
-    width=_WIDTH,
-    inputs={},
-    outputs={
-        "presetData": Output(data_flow_type="OBJECT", display_name="预设数据", description="解析后的预设配置对象"),
-    },
-    config_schema={
-        "presetResource": _resource_input(
-            "预设文件", "选择一个预设配置文件 (JSON)", [("json", "预设 (JSON)")], "选择一个预设文件..."
-        ),
-    },
-)(_preset)
+def _loader(
+    node_type: str,
+    display_name: str,
+    description: str,
+    output: tuple[str, Output],
+    config: tuple[str, Input],
+    execute: Callable[[dict[str, Any], NodeContext], dict[str, Any]],
+) -> Any:
+    """A loader node: no inputs, one output, one resource selector in ``configSchema``."""
+    return node(
+        type=node_type,
+        category=_CATEGORY,
+        display_name=display_name,
+        description=description,
+        width=_WIDTH,
+        inputs={},
+        outputs={output[0]: output[1]},
+        config_schema={config[0]: config[1]},
+    )(execute)
 
-world_book_loader = node(
-    type="WorldBookLoader",
-    category=_CATEGORY,
-    display_name="📚加载世界书",
-    description="从文件加载世界书配置",
-    width=_WIDTH,
-    inputs={},
-    outputs={
-        "worldBookData": Output(data_flow_type="OBJECT", display_name="世界书数据", description="解析后的世界书配置对象"),
-    },
-    config_schema={
-        "worldBookResource": _resource_input(
+
+preset_loader = _loader(
+    "PresetLoader",
+    "💾加载预设",
+    "从文件加载 LLM 提示词预设配置",
+    ("presetData", Output(data_flow_type="OBJECT", display_name="预设数据", description="解析后的预设配置对象")),
+    ("presetResource", _resource_input("预设文件", "选择一个预设配置文件 (JSON)", [("json", "预设 (JSON)")], "选择一个预设文件...")),
+    _preset,
+)
+
+world_book_loader = _loader(
+    "WorldBookLoader",
+    "📚加载世界书",
+    "从文件加载世界书配置",
+    ("worldBookData", Output(data_flow_type="OBJECT", display_name="世界书数据", description="解析后的世界书配置对象")),
+    (
+        "worldBookResource",
+        _resource_input(
             "世界书文件",
             "选择一个世界书配置文件 (JSON/YAML)",
             [("json", "世界书 (JSON)"), ("yaml", "世界书 (YAML)")],
             "选择一个世界书文件...",
         ),
-    },
-)(_world_book)
+    ),
+    _world_book,
+)
 
-character_card_loader = node(
-    type="CharacterCardLoader",
-    category=_CATEGORY,
-    display_name="👤加载角色卡",
-    description="从文件加载角色卡数据 (JSON/PNG)",
-    width=_WIDTH,
-    inputs={},
-    outputs={
-        "characterData": Output(
+character_card_loader = _loader(
+    "CharacterCardLoader",
+    "👤加载角色卡",
+    "从文件加载角色卡数据 (JSON/PNG)",
+    (
+        "characterData",
+        Output(
             data_flow_type="OBJECT",
             display_name="角色数据",
             description="解析后的角色卡数据对象",
             match_categories=["CharacterProfile"],
         ),
-    },
-    config_schema={
-        "cardResource": _resource_input(
+    ),
+    (
+        "cardResource",
+        _resource_input(
             "角色卡文件",
             "选择一个角色卡文件 (JSON 或 PNG)",
             [("json", "角色卡 (JSON)"), ("png", "角色卡 (PNG)")],
             "选择一个角色卡文件...",
         ),
-    },
-)(_character_card)
+    ),
+    _character_card,
+)
 
-history_loader = node(
-    type="HistoryLoader",
-    category=_CATEGORY,
-    display_name="📜加载历史",
-    description="从文件加载对话历史 (CustomMessage[] 格式)",
-    width=_WIDTH,
-    inputs={},
-    outputs={
-        "historyMessages": Output(
+history_loader = _loader(
+    "HistoryLoader",
+    "📜加载历史",
+    "从文件加载对话历史 (CustomMessage[] 格式)",
+    (
+        "historyMessages",
+        Output(
             data_flow_type="ARRAY",
             display_name="历史消息",
             description="加载的对话历史消息数组 (CustomMessage[])",
             match_categories=["ChatHistory"],
         ),
-    },
-    config_schema={
-        "historyResource": _resource_input(
-            "历史文件", "选择一个对话历史文件 (JSON)", [("json", "历史 (JSON)")], "选择一个历史文件..."
-        ),
-    },
-)(_history)
+    ),
+    ("historyResource", _resource_input("历史文件", "选择一个对话历史文件 (JSON)", [("json", "历史 (JSON)")], "选择一个历史文件...")),
+    _history,
+)
 
-regex_rule_loader = node(
-    type="RegexRuleLoader",
-    category=_CATEGORY,
-    display_name="⚙️加载正则规则",
-    description="从文件加载正则表达式规则",
-    width=_WIDTH,
-    inputs={},
-    outputs={
-        "regexRules": Output(data_flow_type="ARRAY", display_name="正则规则", description="加载的正则表达式规则数组"),
-    },
-    config_schema={
-        "ruleResource": _resource_input(
+regex_rule_loader = _loader(
+    "RegexRuleLoader",
+    "⚙️加载正则规则",
+    "从文件加载正则表达式规则",
+    ("regexRules", Output(data_flow_type="ARRAY", display_name="正则规则", description="加载的正则表达式规则数组")),
+    (
+        "ruleResource",
+        _resource_input(
             "规则文件",
             "选择一个正则表达式规则文件 (JSON/YAML)",
             [("json", "规则 (JSON)"), ("yaml", "规则 (YAML)")],
             "选择一个规则文件...",
         ),
-    },
-)(_regex_rules)
+    ),
+    _regex_rules,
+)
