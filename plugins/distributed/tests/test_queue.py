@@ -41,7 +41,7 @@ class FakeExecutor:
         finally:
             self.concurrent -= 1
 
-    async def interrupt(self, run_id: str, reason: str) -> None:
+    async def interrupt_run(self, run_id: str, reason: str) -> None:
         self.interrupted.append((run_id, reason))
         if run_id in self.scopes:
             self.scopes[run_id].cancel()
@@ -153,7 +153,7 @@ async def test_interrupt_while_running_publishes_a_cancel(redis: Redis, prefix: 
                     message = await pubsub.get_message(timeout=None)
             assert message["data"] == b"r1"
             # The bridge would call the executor; do it here.
-            await ex.interrupt("r1", "interrupt")
+            await ex.interrupt_run("r1", "interrupt")
             await wait_status(server, "r1", "interrupted")
             tg.cancel_scope.cancel()
     finally:

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from comfytavern import EventHub, HubEvent
+from comfytavern.engine.encoding import safe_encoder
 from comfytavern_distributed.coalesce import Coalescer
 from comfytavern_distributed.keys import Keys
 
@@ -47,7 +48,8 @@ class BusMessage(msgspec.Struct, array_like=True):
     events: list[tuple[str, Any, str | None, str | None]]
 
 
-_encoder = msgspec.json.Encoder()
+#: Node outputs inside events may hold any object: encode them like the engine does.
+_encoder = safe_encoder
 _decoder = msgspec.json.Decoder(BusMessage)
 
 CancelHandler = Callable[[str], Awaitable[None] | None]
@@ -80,12 +82,23 @@ class EventBridge:
         self.received_events = 0
 
     # -- public ----------------------------------------------------------------------------
-    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Forward and receive until cancelled; ``started`` once both directions are live."""
-        async with anyio.create_task_group() as tg:
-            await tg.start(self._receive)
-            await tg.start(self._forward)
-            task_status.started()
+    async def run(
+        self, *, stop: anyio.Event | None = None, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Forward and receive; ``started`` once both directions are live.
+
+        Without ``stop`` it runs until cancelled. With ``stop`` it ignores outside cancellation
+        (the engine's shutdown still publishes the final events of interrupted runs) and ends,
+        after forwarding everything still pending, once ``stop`` is set.
+        """
+        with anyio.CancelScope(shield=stop is not None):
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._receive)
+                await tg.start(self._forward)
+                task_status.started()
+                if stop is not None:
+                    await stop.wait()
+                    tg.cancel_scope.cancel()
 
     async def request_cancel(self, run_id: str) -> None:
         """Ask every process to interrupt ``run_id`` (the one executing it does)."""
@@ -129,7 +142,11 @@ class EventBridge:
             except anyio.EndOfStream:
                 log.error("event bridge fell more than %d events behind; cross-instance events were dropped", OUTBOUND_BUFFER)
             finally:
-                rest = self.coalescer.drain()
+                now = time.monotonic()
+                rest: list[HubEvent] = []
+                while (extra := subscription.get_nowait()) is not None:
+                    rest += self.coalescer.add(extra, now)
+                rest += self.coalescer.drain()
                 if rest:
                     with anyio.move_on_after(2, shield=True):
                         await self._send(rest)

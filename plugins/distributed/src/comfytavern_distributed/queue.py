@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import anyio
 import msgspec
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -62,6 +62,9 @@ class QueuedRun(msgspec.Struct, kw_only=True):
     submitted_at: float
     #: Id of the process that accepted the submission.
     origin: str
+    #: Shown in listings of active runs.
+    workflow_id: str | None = None
+    workflow_name: str | None = None
 
 
 class RunOutcome(msgspec.Struct, kw_only=True):
@@ -82,6 +85,8 @@ class RunState:
     worker: str | None
     origin: str | None
     error: str | None
+    workflow_id: str | None
+    workflow_name: str | None
     #: The executing engine's latest snapshot of the run (JSON bytes), if it published one.
     snapshot: bytes | None
 
@@ -96,7 +101,7 @@ class Executor(Protocol):
     async def execute(self, job: QueuedRun) -> RunOutcome:
         """Run ``job`` to the end here (events go to the local hub); return how it ended."""
 
-    async def interrupt(self, run_id: str, reason: str) -> None:
+    async def interrupt_run(self, run_id: str, reason: str) -> None:
         """Cancel the run if it executes in this process (``reason``: ``interrupt`` or ``worker_lost``)."""
 
     async def record_lost(self, job: QueuedRun, state: RunState) -> None:
@@ -153,10 +158,13 @@ redis.call('ZREM', KEYS[3], ARGV[6])
 return 1
 """
 
+# 0 = the lease is alive; 1 = declared lost now; 2 = already final (just acknowledge);
+# 3 = delivered but never claimed (the reader stopped before claiming): safe to queue again.
 _LOST = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'running' and status ~= 'queued' then return 2 end
+if status == 'queued' then return 3 end
+if status ~= 'running' then return 2 end
 redis.call('HSET', KEYS[1], 'status', 'error', 'error', ARGV[4], 'finished_at', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -185,6 +193,13 @@ def _float(value: Any) -> float | None:
     return float(text) / 1000 if text else None
 
 
+#: The state fields listings need (everything but the snapshot).
+_LIST_FIELDS = [
+    "status", "owner_id", "submitted_at", "started_at", "finished_at", "worker", "origin", "error",
+    "workflow_id", "workflow_name",
+]
+
+
 def _state_from_hash(run_id: str, raw: dict[bytes, bytes]) -> RunState | None:
     if not raw or b"status" not in raw:
         return None
@@ -198,6 +213,8 @@ def _state_from_hash(run_id: str, raw: dict[bytes, bytes]) -> RunState | None:
         worker=_text(raw.get(b"worker")) or None,
         origin=_text(raw.get(b"origin")) or None,
         error=_text(raw.get(b"error")) or None,
+        workflow_id=_text(raw.get(b"workflow_id")) or None,
+        workflow_name=_text(raw.get(b"workflow_name")) or None,
         snapshot=raw.get(b"snapshot") or None,
     )
 
@@ -237,6 +254,8 @@ class RedisRunQueue:
         self._capacity_changed = anyio.Event()
         #: Runs whose lease this process lost (declared ``worker_lost`` elsewhere).
         self.lost_here: set[str] = set()
+        self._read_scope: anyio.CancelScope | None = None
+        self._stopping = False
 
     # -- setup -----------------------------------------------------------------------------
     async def ensure_group(self) -> None:
@@ -259,6 +278,8 @@ class RedisRunQueue:
                     "owner_id": job.owner_id,
                     "submitted_at": submitted,
                     "origin": job.origin,
+                    "workflow_id": job.workflow_id or "",
+                    "workflow_name": job.workflow_name or "",
                 },
             )
             pipe.zadd(self.keys.active, {job.run_id: submitted})
@@ -279,11 +300,12 @@ class RedisRunQueue:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for run_id in ids:
-                pipe.hgetall(self.keys.state(run_id))
+                pipe.hmget(self.keys.state(run_id), _LIST_FIELDS)
             rows = await pipe.execute()
         out: list[RunState] = []
         stale: list[str] = []
-        for run_id, raw in zip(ids, rows, strict=True):
+        for run_id, values in zip(ids, rows, strict=True):
+            raw = {k.encode(): v for k, v in zip(_LIST_FIELDS, values, strict=True) if v is not None}
             state = _state_from_hash(run_id, raw)
             if state is None or state.finished:
                 stale.append(run_id)
@@ -327,41 +349,60 @@ class RedisRunQueue:
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Claim and execute runs, at most ``max_concurrency`` at once, until cancelled."""
+        """Claim and execute runs, at most ``max_concurrency`` at once.
+
+        Returns after :meth:`stop_reading` once the runs it started have finished (the engine's
+        shutdown interrupts them), then leaves the consumer group.
+        """
         await self.ensure_group()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeats, executor)
-            task_status.started()
-            delay = 0.2
-            while True:
-                free = max_concurrency - len(self.running)
-                if free <= 0:
-                    self._capacity_changed = anyio.Event()
-                    await self._capacity_changed.wait()
-                    continue
-                try:
-                    response = await self.redis.xreadgroup(
-                        GROUP,
-                        self.instance_id,
-                        {self.keys.stream: ">"},
-                        count=free,
-                        block=_ms(self.block_seconds),
-                    )
-                    delay = 0.2
-                except (RedisError, OSError) as exc:
-                    log.warning("reading the run queue failed (%s); retrying in %.1f s", exc, delay)
-                    await anyio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                for _stream, entries in response or ():
-                    for entry_id, fields in entries:
-                        # Reserve the slot before yielding control, so the next read counts it.
-                        job = self._decode(entry_id, fields)
-                        if job is None:
-                            await self._ack(entry_id)
-                            continue
-                        self.running[job.run_id] = entry_id
-                        tg.start_soon(self._execute, executor, job, entry_id)
+            with anyio.CancelScope() as self._read_scope:
+                task_status.started()
+                await self._read_loop(tg, executor, max_concurrency)
+            while self.running:
+                self._capacity_changed = anyio.Event()
+                await self._capacity_changed.wait()
+            tg.cancel_scope.cancel()
+        await self.leave()
+
+    def stop_reading(self) -> None:
+        """Claim nothing more (runs in progress go on); used when the engine stops."""
+        self._stopping = True
+        if self._read_scope is not None:
+            self._read_scope.cancel()
+
+    async def _read_loop(self, tg: TaskGroup, executor: Executor, max_concurrency: int) -> None:
+        delay = 0.2
+        while not self._stopping:
+            free = max_concurrency - len(self.running)
+            if free <= 0:
+                self._capacity_changed = anyio.Event()
+                await self._capacity_changed.wait()
+                continue
+            try:
+                response = await self.redis.xreadgroup(
+                    GROUP,
+                    self.instance_id,
+                    {self.keys.stream: ">"},
+                    count=free,
+                    block=_ms(self.block_seconds),
+                )
+                delay = 0.2
+            except (RedisError, OSError) as exc:
+                log.warning("reading the run queue failed (%s); retrying in %.1f s", exc, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for _stream, entries in response or ():
+                for entry_id, fields in entries:
+                    job = self._decode(entry_id, fields)
+                    if job is None:
+                        await self._ack(entry_id)
+                        continue
+                    # Reserve the slot before yielding control, so the next read counts it.
+                    self.running[job.run_id] = entry_id
+                    tg.start_soon(self._execute, executor, job, entry_id)
 
     def _decode(self, entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedRun | None:
         try:
@@ -372,6 +413,9 @@ class RedisRunQueue:
 
     async def _execute(self, executor: Executor, job: QueuedRun, entry_id: bytes) -> None:
         try:
+            if self._stopping:
+                await self._requeue(entry_id, job)  # read just as the engine stops: nothing ran
+                return
             claimed = await self._claim(
                 keys=[self.keys.state(job.run_id), self.keys.lease(job.run_id)],
                 args=[self.instance_id, _ms(self.lease_seconds), _now_ms()],
@@ -401,6 +445,15 @@ class RedisRunQueue:
             log.warning("run %s had already been declared %s elsewhere; its result here was not recorded", job.run_id, WORKER_LOST)
         await self._ack(entry_id)
 
+    async def _requeue(self, entry_id: bytes, job: QueuedRun) -> None:
+        """Put a delivered but never claimed entry back at the end of the queue (nothing ran)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.keys.stream, {"job": _job_encoder.encode(job)}, maxlen=self.stream_maxlen, approximate=True)
+            pipe.xack(self.keys.stream, GROUP, entry_id)
+            pipe.xdel(self.keys.stream, entry_id)
+            await pipe.execute()
+        log.info("run %s was delivered to a reader that stopped before claiming it; queued again", job.run_id)
+
     async def _ack(self, entry_id: bytes) -> int:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.keys.stream, GROUP, entry_id)
@@ -426,7 +479,7 @@ class RedisRunQueue:
                     if alive == 0 and run_id in self.running and run_id not in self.lost_here:
                         self.lost_here.add(run_id)
                         log.error("lost the lease of run %s; it was declared %s; cancelling it here", run_id, WORKER_LOST)
-                        await executor.interrupt(run_id, WORKER_LOST)
+                        await executor.interrupt_run(run_id, WORKER_LOST)
             except (RedisError, OSError) as exc:
                 log.warning("heartbeat failed: %s", exc)
             await anyio.sleep(self.heartbeat_seconds)
@@ -462,6 +515,9 @@ class RedisRunQueue:
             )
             if result == 0:
                 continue  # the lease is alive: the worker is just slow to finish
+            if result == 3:
+                await self._requeue(entry_id, job)
+                continue
             await self._ack(entry_id)
             if result == 1:
                 state = await self.state(job.run_id)

@@ -1,0 +1,212 @@
+"""Two kernels in one process sharing Redis and one run store: a web-only instance (A) that
+queues, and an executing instance (W). Everything real except the process boundary (the
+multi-process test covers that)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from comfytavern import HubEvent, Principal, StorageBackend, hookimpl
+from comfytavern.engine import convert_payload, testnodes
+from comfytavern.engine.scheduler import Scheduler
+from comfytavern.kernel import Kernel
+from comfytavern.storage.runs import MemoryRunStore
+from comfytavern.testing import make_kernel
+from comfytavern.testing_contracts.services import redis_url
+
+ALICE = Principal(id="alice", username="alice")
+BOB = Principal(id="bob", username="bob")
+
+
+class SharedRuns:
+    """An in-test ``runs`` backend: every kernel of the test gets the same store (like PostgreSQL)."""
+
+    name = "shared-runs"
+
+    def __init__(self) -> None:
+        self.store = MemoryRunStore()
+
+    @hookimpl
+    def register_storage_backends(self, kernel: Any) -> list[StorageBackend]:
+        return [StorageBackend("shared", "runs", lambda kernel, settings: self.store)]
+
+
+def build(tmp: Path, shared: SharedRuns, prefix: str, name: str, **dist: Any) -> Kernel:
+    settings = {"enabled": True, "redis_url": redis_url(), "prefix": prefix, "instance_id": name,
+                "lease_seconds": 1.0, "heartbeat_seconds": 0.2, "janitor_seconds": 0.2, **dist}
+    return make_kernel(
+        tmp / name,
+        plugins=[shared],
+        node_packs=[testnodes],
+        storage={"projects": None, "accounts": None, "runs": "shared"},
+        plugins_config={"settings": {"distributed": settings}},
+    )
+
+
+@asynccontextmanager
+async def running(kernel: Kernel) -> AsyncIterator[Scheduler]:
+    async with kernel.lifespan():
+        yield kernel.services["scheduler"]
+
+
+def payload(seconds: float = 0.0, parts: list[str] | None = None) -> Any:
+    nodes: list[dict[str, Any]] = [{"id": "sleep", "fullType": "t:Sleep", "inputs": {"seconds": seconds, "value": 1}}]
+    edges: list[dict[str, Any]] = []
+    if parts is not None:
+        nodes.append({"id": "stream", "fullType": "t:Stream", "inputs": {"parts": parts, "delay": 0.001}})
+    return convert_payload({"nodes": nodes, "edges": edges})
+
+
+async def final_status(sub: Any, prompt_id: str, timeout: float = 10) -> tuple[str, list[HubEvent]]:
+    seen: list[HubEvent] = []
+    with anyio.fail_after(timeout):
+        async for event in sub:
+            if event.prompt_id != prompt_id:
+                continue
+            seen.append(event)
+            if event.type == "EXECUTION_STATUS_UPDATE" and event.payload["status"] in ("complete", "error", "interrupted"):
+                return event.payload["status"], seen
+    raise AssertionError("subscription ended")
+
+
+@pytest.mark.anyio
+async def test_submit_on_a_web_instance_runs_on_the_worker_and_is_watchable(tmp_path: Path, prefix: str) -> None:
+    shared = SharedRuns()
+    a = build(tmp_path, shared, prefix, "A", execute=False)
+    w = build(tmp_path, shared, prefix, "W")
+    async with running(a) as sa, running(w) as sw:
+        sub = a.hub.subscribe()
+        parts = [f"tok{i} " for i in range(40)]
+        prompt_id = await sa.submit(payload(0.3, parts), ALICE)
+        # While it runs, A answers from the shared state; Bob cannot see Alice's run.
+        with anyio.fail_after(5):
+            while (rec := await sa.get(prompt_id, ALICE)) is None or rec.status != "running":
+                await anyio.sleep(0.02)
+        assert await sa.get(prompt_id, BOB) is None
+        assert prompt_id in [i["promptId"] for i in sa.executions(ALICE)["running"] + sa.executions(ALICE)["pending"]]
+        assert sa.executions(BOB) == {"running": [], "pending": []}
+        assert sa.watchable(prompt_id, ALICE)
+        status, events = await final_status(sub, prompt_id)
+        assert status == "complete"
+        types = [e.type for e in events]
+        assert types[0] == "EXECUTION_STATUS_UPDATE" and events[0].payload["status"] == "queued"
+        assert "NODE_COMPLETE" in types
+        chunks = [e.payload["yieldedContent"] for e in events if e.type == "NODE_YIELD"]
+        text = "".join(c["content"] for c in chunks if c["type"] == "text_chunk")
+        assert chunks[-1]["type"] == "finish_reason_chunk"
+        assert text == "".join(parts)
+        assert types.count("NODE_YIELD") < len(parts)  # coalesced before crossing the bus
+        assert all(e.owner_id == "alice" for e in events)
+        record = await sa.wait(prompt_id, ALICE, 5)
+        assert record is not None and record.status == "complete"
+        assert record.outputs["sleep"] == {"value": 1}
+        assert record.outputs["stream"]["text"] == "".join(parts)
+        # It ran on W, not on A.
+        assert sw.store is shared.store
+        assert prompt_id not in sa._runs
+
+
+@pytest.mark.anyio
+async def test_interrupt_from_the_web_instance_cancels_the_run_on_the_worker(tmp_path: Path, prefix: str) -> None:
+    shared = SharedRuns()
+    a = build(tmp_path, shared, prefix, "A", execute=False)
+    w = build(tmp_path, shared, prefix, "W")
+    async with running(a) as sa, running(w):
+        sub = a.hub.subscribe()
+        prompt_id = await sa.submit(payload(30), ALICE)
+        with anyio.fail_after(5):
+            while (rec := await sa.get(prompt_id, ALICE)) is None or rec.status != "running":
+                await anyio.sleep(0.02)
+        assert not await sa.interrupt(prompt_id, BOB)  # not Bob's run
+        with anyio.fail_after(5):
+            assert await sa.interrupt(prompt_id, ALICE, wait=3)
+        status, _ = await final_status(sub, prompt_id)
+        assert status == "interrupted"
+        record = await sa.get(prompt_id, ALICE)
+        assert record is not None and record.status == "interrupted"
+        assert not await sa.interrupt(prompt_id, ALICE)  # already finished
+
+
+@pytest.mark.anyio
+async def test_a_run_interrupted_while_queued_never_runs(tmp_path: Path, prefix: str) -> None:
+    shared = SharedRuns()
+    a = build(tmp_path, shared, prefix, "A", execute=False)
+    async with running(a) as sa:
+        sub = a.hub.subscribe()
+        prompt_id = await sa.submit(payload(0), ALICE)
+        assert [i["promptId"] for i in sa.executions(ALICE)["pending"]] == [prompt_id]
+        assert sa.queue_counts() == {"runningExecutions": 0, "pendingExecutions": 1}
+        assert await sa.interrupt(prompt_id, ALICE)
+        status, _ = await final_status(sub, prompt_id)
+        assert status == "interrupted"
+        assert (await sa.get(prompt_id, ALICE)).status == "interrupted"  # type: ignore[union-attr]
+    # A worker started later does not run it.
+    w = build(tmp_path, shared, prefix, "W")
+    async with running(w) as sw:
+        await anyio.sleep(0.5)
+        assert (await sw.get(prompt_id, ALICE)).status == "interrupted"  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_invalid_workflows_are_rejected_on_the_submitting_instance(tmp_path: Path, prefix: str) -> None:
+    from comfytavern.engine import WorkflowInvalid
+
+    shared = SharedRuns()
+    a = build(tmp_path, shared, prefix, "A", execute=False)
+    async with running(a) as sa:
+        with pytest.raises(WorkflowInvalid):
+            await sa.submit(convert_payload({"nodes": [{"id": "x", "fullType": "t:Nope"}]}), ALICE)
+
+
+@pytest.mark.anyio
+async def test_max_concurrency_per_worker(tmp_path: Path, prefix: str) -> None:
+    shared = SharedRuns()
+    a = build(tmp_path, shared, prefix, "A", execute=False)
+    w = build(tmp_path, shared, prefix, "W", max_concurrency=2)
+    async with running(a) as sa, running(w) as sw:
+        ids = [await sa.submit(payload(0.4), ALICE) for _ in range(5)]
+        peak = 0
+        with anyio.fail_after(10):
+            while True:
+                peak = max(peak, len(sw._running))
+                records = [await sa.get(i, ALICE) for i in ids]
+                if all(r is not None and r.status == "complete" for r in records):
+                    break
+                await anyio.sleep(0.02)
+        assert peak == 2
+
+
+@pytest.mark.anyio
+async def test_a_bad_distributed_configuration_stops_start_up(tmp_path: Path) -> None:
+    from comfytavern import ConfigError
+
+    kernel = make_kernel(tmp_path, storage={"projects": None, "accounts": None, "runs": None},
+                         plugins_config={"settings": {"distributed": {"enabled": True, "heartbeat_seconds": 99}}})
+    with pytest.raises(ConfigError, match="heartbeat_seconds"):
+        async with kernel.lifespan():
+            pass
+
+
+@pytest.mark.anyio
+async def test_unreachable_redis_stops_start_up_with_a_clear_message(tmp_path: Path) -> None:
+    from comfytavern_distributed.service import RedisUnavailable
+
+    kernel = make_kernel(tmp_path, storage={"projects": None, "accounts": None, "runs": None},
+                         plugins_config={"settings": {"distributed": {"enabled": True, "redis_url": "redis://127.0.0.1:1/0"}}})
+    with pytest.raises(RedisUnavailable, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+        async with kernel.lifespan():
+            pass
+
+
+@pytest.mark.anyio
+async def test_disabled_by_default(tmp_path: Path) -> None:
+    kernel = make_kernel(tmp_path, storage={"projects": None, "accounts": None, "runs": None})
+    async with kernel.lifespan():
+        assert "run_queue" not in kernel.services
+        assert kernel.services["scheduler"].run_queue is None
