@@ -71,7 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     """The exact bytes ``GET /api/nodes`` serves (the snapshot's encoded definitions)."""
     kernel = make_kernel(
         tmp_path_factory.mktemp("contract"),
-        plugins={"enabled": ["core", "auth-local"]},
+        plugins_config={"enabled": ["core", "auth-local"]},
         storage={"projects": None, "accounts": None, "runs": None},
     )
     return {n["type"]: n for n in json.loads(kernel.registry.current.definitions_json) if n["namespace"] == "core"}
