@@ -102,7 +102,7 @@ def test_hook_register_auth_modes(tmp_path: Path) -> None:
 def test_hook_register_storage_backends(tmp_path: Path) -> None:
     events: list[str] = []
 
-    class MemoryRuns:
+    class MemoryProjects:
         def __init__(self, settings: Any) -> None:
             self.settings = settings
 
@@ -115,14 +115,14 @@ def test_hook_register_storage_backends(tmp_path: Path) -> None:
     class Plugin:
         @hookimpl
         def register_storage_backends(self, kernel: Any) -> list[StorageBackend]:
-            return [StorageBackend("memory", "runs", lambda kernel, settings: MemoryRuns(settings))]
+            return [StorageBackend("memory", "projects", lambda kernel, settings: MemoryProjects(settings))]
 
     kernel = make_kernel(
         tmp_path,
         plugins=[Plugin()],
-        storage={**NO_STORAGE, "runs": "memory", "settings": {"memory": {"size": 3}}},
+        storage={**NO_STORAGE, "projects": "memory", "settings": {"memory": {"size": 3}}},
     )
-    assert kernel.storage.runs.settings == {"size": 3}
+    assert kernel.storage.projects.settings == {"size": 3}
     with client_for(kernel):
         assert events == ["open"]
     assert events == ["open", "close"]
