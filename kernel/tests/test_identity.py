@@ -1,0 +1,129 @@
+"""comfytavern.identity and the Origin rules of comfytavern.auth (the parts without HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+
+from comfytavern.auth import is_loopback, origin_allowed
+from comfytavern.config import ConfigError
+from comfytavern.identity import (
+    AuthSettings,
+    LoginThrottle,
+    check_new_password,
+    check_scope,
+    check_username,
+    new_user_id,
+    scope_covers,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_per_account_and_address() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(per_account_ip=3, per_ip=5, per_account=8, window=60, clock=clock)
+    for _ in range(3):
+        assert throttle.retry_after("alice", "1.1.1.1") is None
+        throttle.failure("alice", "1.1.1.1")
+    wait = throttle.retry_after("alice", "1.1.1.1")
+    assert wait is not None and 0 < wait <= 60
+    assert throttle.retry_after("alice", "2.2.2.2") is None  # someone else is not locked out
+    assert throttle.retry_after("bob", "1.1.1.1") is None
+    clock.now += 61
+    assert throttle.retry_after("alice", "1.1.1.1") is None
+
+
+def test_throttle_per_address_and_global_account_limits() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(per_account_ip=100, per_ip=4, per_account=6, window=60, clock=clock)
+    for index in range(4):
+        throttle.failure(f"user{index}", "9.9.9.9")
+    assert throttle.retry_after("anyone", "9.9.9.9") is not None  # one address guessing many accounts
+    for index in range(6):
+        throttle.failure("target", f"10.0.0.{index}")
+    assert throttle.retry_after("target", "10.0.0.99") is not None  # many addresses guessing one account
+
+
+def test_success_clears_the_pair_and_memory_is_bounded() -> None:
+    throttle = LoginThrottle(per_account_ip=2, per_ip=100, per_account=100, window=60, max_keys=30)
+    throttle.failure("alice", "1.1.1.1")
+    throttle.failure("alice", "1.1.1.1")
+    assert throttle.retry_after("alice", "1.1.1.1") is not None
+    throttle.success("alice", "1.1.1.1")
+    assert throttle.retry_after("alice", "1.1.1.1") is None
+    for index in range(100):
+        throttle.failure(f"user{index}", f"ip{index}")
+    assert len(throttle._failures) <= 30
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed", "ok"),
+    [
+        ("http://localhost:5573", "127.0.0.1:3233", ["http://localhost:5573"], True),
+        ("http://localhost:5573/", "127.0.0.1:3233", ["http://localhost:5573"], True),
+        ("http://127.0.0.1:3233", "127.0.0.1:3233", [], True),
+        ("https://ct.example.com", "ct.example.com", [], True),
+        ("https://ct.example.com", "ct.example.com:443", [], True),
+        ("http://evil.example", "127.0.0.1:3233", ["http://localhost:5573"], False),
+        ("http://127.0.0.1:3234", "127.0.0.1:3233", [], False),
+        ("null", "127.0.0.1:3233", ["http://localhost:5573"], False),
+        ("", "127.0.0.1:3233", [], False),
+        ("not a url", "127.0.0.1:3233", [], False),
+        ("http://anything.example", "127.0.0.1:3233", ["*"], True),
+    ],
+)
+def test_origin_allowed(origin: str, host: str, allowed: list[str], ok: bool) -> None:
+    assert origin_allowed(origin, host, allowed) is ok
+
+
+def test_loopback_addresses() -> None:
+    for host in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"):
+        assert is_loopback(host)
+    for host in ("0.0.0.0", "192.168.1.2", "10.0.0.1", "example.com", "", None, "testclient"):
+        assert not is_loopback(host)
+
+
+def test_scope_rules() -> None:
+    known = {"runs", "account"}
+    assert check_scope("*", known) == "*"
+    assert check_scope("runs:read", known) == "runs:read"
+    assert check_scope("account:*", known) == "account:*"
+    for bad in ("runs", "runs:delete", "RUNS:read", "nope:read", "runs:read:x"):
+        with pytest.raises(ValueError):
+            check_scope(bad, known)
+    assert scope_covers({"*"}, "*")
+    assert scope_covers({"runs:write"}, "runs:read")
+    assert scope_covers({"runs:write"}, "runs:*")
+    assert scope_covers({"runs:*"}, "runs:write")
+    assert not scope_covers({"runs:read"}, "runs:write")
+    assert not scope_covers({"runs:*"}, "*")
+    assert not scope_covers({"runs:*"}, "account:read")
+
+
+def test_user_input_rules() -> None:
+    assert check_username("  Alice ") == "Alice"
+    assert check_username("本地用户") == "本地用户"
+    for bad in ("", "  ", "x" * 51, "a\tb", "a\u200bb", 3):
+        with pytest.raises(ValueError):
+            check_username(bad)
+    assert check_new_password("12345678", 8) == "12345678"
+    for bad_password in ("1234567", "x" * 1025, None):
+        with pytest.raises(ValueError):
+            check_new_password(bad_password, 8)
+    assert new_user_id().startswith("u_") and new_user_id() != new_user_id()
+
+
+def test_settings_validation_names_the_key() -> None:
+    assert AuthSettings.load({}, "$.x").registration == "admin"
+    with pytest.raises(ConfigError, match=r"\$\.x: unknown setting\(s\) bogus"):
+        AuthSettings.load({"bogus": 1}, "$.x", allowed={"cookie_secure"})
+    with pytest.raises(ConfigError, match=r"\$\.x"):
+        AuthSettings.load({"cookie_samesite": "none"}, "$.x")
+    with pytest.raises(ConfigError, match="login_window_seconds"):
+        AuthSettings.load({"login_window_seconds": 0}, "$.x")
