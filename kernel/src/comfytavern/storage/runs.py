@@ -81,16 +81,16 @@ class MemoryRunStore:
         self._records: OrderedDict[str, RunRecord] = OrderedDict()
 
     async def save(self, record: RunRecord) -> None:
+        # An update keeps the record's place: ties on ``submitted_at`` sort by first save.
         self._records[record.prompt_id] = record
-        self._records.move_to_end(record.prompt_id)
 
     async def get(self, prompt_id: str) -> RunRecord | None:
         return self._records.get(prompt_id)
 
     def _ordered(self, owner_id: str | None) -> list[RunRecord]:
-        items = [r for r in self._records.values() if owner_id is None or r.owner_id == owner_id]
-        items.sort(key=lambda r: r.submitted_at, reverse=True)
-        return items
+        items = [(r.submitted_at, n, r) for n, r in enumerate(self._records.values())]
+        items.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        return [r for _, _, r in items if owner_id is None or r.owner_id == owner_id]
 
     async def list(self, *, owner_id: str | None, limit: int = 50, offset: int = 0) -> list[RunRecord]:
         return [r.summary() for r in self._ordered(owner_id)[offset : offset + limit]]

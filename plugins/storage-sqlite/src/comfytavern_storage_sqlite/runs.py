@@ -53,8 +53,11 @@ class SqliteRunStore:
 
     async def save(self, record: RunRecord) -> None:
         await self.db.execute(
-            "INSERT OR REPLACE INTO runs (prompt_id, owner_id, status, submitted_at, finished_at, workflow_id, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            # An upsert keeps the row id, so runs submitted in the same millisecond keep their order.
+            "INSERT INTO runs (prompt_id, owner_id, status, submitted_at, finished_at, workflow_id, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (prompt_id) DO UPDATE SET owner_id = excluded.owner_id,"
+            " status = excluded.status, submitted_at = excluded.submitted_at, finished_at = excluded.finished_at,"
+            " workflow_id = excluded.workflow_id, data = excluded.data",
             (
                 record.prompt_id,
                 record.owner_id,
