@@ -1,7 +1,8 @@
 """Schemathesis fuzzing of the whole API from its own OpenAPI document: no 5xx, ever.
 
-The app is the assembled server (every installed plugin, local auth mode, so every operation is
-reachable), served by uvicorn on loopback. Each operation gets a few generated requests; the
+The app is the assembled server (every installed plugin), served by uvicorn on loopback: in the
+``local`` auth mode every operation is reachable; in the login modes (when installed) the
+unauthenticated surface (login, registration, set-up, and every 401) is fuzzed too. Each operation gets a few generated requests; the
 run is bounded so it stays well under a minute. Operations whose inputs carry URLs or host names
 are not fuzzed: a generated address could make the server connect to a host that is not ours.
 """
@@ -13,12 +14,16 @@ import re
 import time
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
 from comfytavern.app import create_app
 
 EXAMPLES_PER_OPERATION = 6
+#: In the login modes a protected operation only ever answers 401 without credentials: a couple
+#: of requests show that; the public ones (login, registration...) get the full share.
+EXAMPLES_WHEN_LOCKED = 2
 TIME_BUDGET_SECONDS = 45.0
 URLISH = re.compile(r"(?i)(url|uri|host|endpoint|webhook|callback|base_?path|proxy)")
 
@@ -51,7 +56,9 @@ def _reaches_out(raw_operation: dict[str, Any], components: dict[str, Any]) -> b
     )
 
 
-def test_no_generated_request_gets_a_server_error(kernel: Any, serve: Any) -> None:
+@pytest.mark.parametrize("auth_mode", ["local", "multi-user", "local-password"])
+def test_no_generated_request_gets_a_server_error(make_full_kernel: Any, serve: Any, auth_mode: str) -> None:
+    kernel = make_full_kernel(auth={"mode": auth_mode}) if auth_mode == "local" else _login_mode_kernel(make_full_kernel, auth_mode)
     app = create_app(kernel)
     with serve(app) as base_url:
         schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
@@ -73,8 +80,10 @@ def test_no_generated_request_gets_a_server_error(kernel: Any, serve: Any) -> No
                 skipped.append(f"{label} (time budget)")
                 continue
 
+            locked = auth_mode != "local" and raw_op.get("x-auth", "public") != "public"
+
             @settings(
-                max_examples=EXAMPLES_PER_OPERATION,
+                max_examples=EXAMPLES_WHEN_LOCKED if locked else EXAMPLES_PER_OPERATION,
                 deadline=None,
                 database=None,
                 derandomize=True,
@@ -99,5 +108,18 @@ def test_no_generated_request_gets_a_server_error(kernel: Any, serve: Any) -> No
     assert fuzzed, "no operation was fuzzed"
     # The requests really reached the routes: some succeeded, some were rejected as invalid.
     assert any(200 <= s < 300 for s in statuses) and any(400 <= s < 500 for s in statuses), statuses
+    if auth_mode != "local":
+        assert statuses[401] > 0, statuses
     assert "POST /api/server/restart" in fuzzed and "GET /metrics" in fuzzed
     assert not failures, "\n\n".join(failures)
+
+
+def _login_mode_kernel(make_full_kernel: Any, mode: str) -> Any:
+    from comfytavern.kernel import StartupError
+
+    try:
+        return make_full_kernel(auth={"mode": mode})
+    except StartupError as exc:
+        if "no auth mode named" in str(exc):
+            pytest.skip(f"the {mode!r} auth mode is not installed")
+        raise

@@ -83,6 +83,15 @@ ASSETS: dict[str, tuple[str, str]] = {
 }
 
 
+def _cookie_name(auth: Any) -> str:
+    """The session cookie of the selected auth mode (on the mode or on its ``identity`` helper)."""
+    for holder in (auth, getattr(auth, "identity", None)):
+        name = getattr(holder, "cookie_name", None)
+        if isinstance(name, str) and name:
+            return name
+    return "ct_session"
+
+
 def docs_routes(kernel: Any) -> list[BaseRoute]:
     swagger = _swagger_dir()
 
@@ -96,7 +105,7 @@ def docs_routes(kernel: Any) -> list[BaseRoute]:
                 version=__version__,
                 description=_DESCRIPTION,
                 credentials_optional=kernel.config.auth.mode == "local",
-                session_cookie=str(getattr(auth, "cookie_name", None) or "ct_session"),
+                session_cookie=_cookie_name(auth),
                 tag_descriptions=_TAGS,
             )
             cached = msgspec.json.encode(spec)
