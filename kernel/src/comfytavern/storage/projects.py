@@ -111,6 +111,8 @@ def derive_id(name: str, *, what: str = "name") -> str:
     could not name a file (separators, NUL, ``..``, ``CON``, absurd lengths...) raises
     :class:`InvalidId` instead of being rewritten into something that could alias another object.
     """
+    if not isinstance(name, str):
+        raise InvalidId(f"{what} must be a string")
     stripped = unicodedata.normalize("NFC", name).strip()
     if not stripped:
         raise InvalidId(f"{what} must not be blank")
