@@ -16,7 +16,7 @@ from typing import Any
 
 from comfytavern import Input, Mode, NodeContext, Output, node
 
-from comfytavern_nodes_core.values import as_bool, as_number, pick, selected_mode
+from comfytavern_nodes_core.values import as_bool, as_number, operation_mode_schema, pick, selected_mode
 
 __all__ = ["NODES", "OPERATIONS", "math_operation"]
 
@@ -209,19 +209,7 @@ def _compute(op: _Op, values: list[float]) -> float:
     description="对数字做一次运算：在“运算模式”里选择加减乘除、幂与对数、比较、舍入、三角函数或单位换算。",
     inputs=_inputs(_BY_ID["add"]),
     outputs=_outputs(_BY_ID["add"]),
-    config_schema={
-        "operationMode": Input(
-            data_flow_type="STRING",
-            display_name="运算模式",
-            required=True,
-            match_categories=["ComboOption"],
-            config={
-                "searchable": True,
-                "suggestions": [{"value": op.id, "label": op.label} for op in OPERATIONS],
-                "default": "add",
-            },
-        )
-    },
+    config_schema=operation_mode_schema(((op.id, op.label) for op in OPERATIONS), "add"),
     config_values={"operationMode": "add"},
     modes={
         op.id: Mode(display_name=op.display_name, description=op.description, inputs=_inputs(op), outputs=_outputs(op))

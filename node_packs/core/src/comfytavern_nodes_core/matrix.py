@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 from comfytavern import Input, Mode, NodeContext, Output, node
 
-from comfytavern_nodes_core.values import pick, selected_mode
+from comfytavern_nodes_core.values import operation_mode_schema, pick, selected_mode
 
 __all__ = ["MAX_ELEMENTS", "NODES", "matrix_operation"]
 
@@ -264,19 +264,7 @@ _LABELS = {
     description="矩阵与向量运算：加、减、乘、转置、求逆、行列式。输入可以是数组，也可以是它的 JSON 文本。",
     inputs=_PAIR_INPUTS,
     outputs=_ANY_RESULT,
-    config_schema={
-        "operationMode": Input(
-            data_flow_type="STRING",
-            display_name="运算模式",
-            required=True,
-            match_categories=["ComboOption"],
-            config={
-                "searchable": True,
-                "suggestions": [{"value": mode, "label": label} for mode, label in _LABELS.items()],
-                "default": "add",
-            },
-        )
-    },
+    config_schema=operation_mode_schema(_LABELS.items(), "add"),
     config_values={"operationMode": "add"},
     modes=_MODES,
     default_mode_id="add",

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from comfytavern import Input
 
 __all__ = [
     "as_bool",
@@ -20,6 +22,7 @@ __all__ = [
     "as_number",
     "as_text",
     "format_number",
+    "operation_mode_schema",
     "parse_escapes",
     "pick",
     "selected_mode",
@@ -144,3 +147,20 @@ def selected_mode(ctx: Any, config_key: str, modes: Mapping[str, Any], default: 
     if mode not in modes:
         raise ValueError(f"unknown {config_key} {mode!r}; expected one of: {', '.join(modes)}")
     return str(mode)
+
+
+def operation_mode_schema(labels: Iterable[tuple[str, str]], default: str) -> dict[str, Input]:
+    """The ``operationMode`` config widget of a multi-mode node: a searchable combo of modes."""
+    return {
+        "operationMode": Input(
+            data_flow_type="STRING",
+            display_name="运算模式",
+            required=True,
+            match_categories=["ComboOption"],
+            config={
+                "searchable": True,
+                "suggestions": [{"value": mode, "label": label} for mode, label in labels],
+                "default": default,
+            },
+        )
+    }
