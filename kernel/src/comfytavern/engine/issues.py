@@ -32,9 +32,10 @@ class WorkflowInvalid(Exception):
 
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = issues
-        first = issues[0].message if issues else "invalid workflow"
-        more = f" (and {len(issues) - 1} more problem{'s' if len(issues) > 2 else ''})" if len(issues) > 1 else ""
-        super().__init__(f"Workflow validation failed: {first}{more}")
+        unique = list(dict.fromkeys(issue.message for issue in issues)) or ["invalid workflow"]
+        shown = "; ".join(unique[:3])
+        more = f" (and {len(unique) - 3} more)" if len(unique) > 3 else ""
+        super().__init__(f"Workflow validation failed: {shown}{more}")
         self.message = str(self)
 
     def details(self) -> dict[str, Any]:

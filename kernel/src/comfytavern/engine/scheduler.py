@@ -235,21 +235,7 @@ class Scheduler:
             if self.run_queue is not None:
                 with anyio.move_on_after(self.shutdown_timeout):
                     await self.run_queue.detach()
-            for run in list(self._queue):
-                self._queue.remove(run)
-                self._finish(run, "interrupted", dequeue=False)
-            if self._running and self.on_shutdown == "finish":
-                with anyio.move_on_after(self.shutdown_timeout):
-                    for run in list(self._running.values()):
-                        await run.done.wait()
-            for run in list(self._running.values()):
-                run.cancel_requested = True
-                if run.scope is not None:
-                    run.scope.cancel()
-            with anyio.move_on_after(self.shutdown_timeout):
-                for run in list(self._running.values()):
-                    await run.done.wait()
-                await self.flush()
+            await self._drain(self.on_shutdown, self.shutdown_timeout)
         finally:
             if self.run_queue is not None:
                 with anyio.move_on_after(self.shutdown_timeout):
@@ -257,6 +243,41 @@ class Scheduler:
             if self._write_send is not None:
                 self._write_send.close()
             self._tg = None
+
+    def stop_accepting(self) -> None:
+        """Refuse new runs from now on (``submit`` raises :class:`SchedulerClosed`)."""
+        self._closing = True
+
+    async def shutdown(self, *, mode: str | None = None, timeout: float | None = None, reason: str = "shutdown") -> list[str]:
+        """Stop accepting runs, then ``finish`` (bounded by ``timeout``) or ``interrupt`` the running
+        ones; queued runs are interrupted. Returns the ids of the runs that were cut off. Used by a
+        graceful restart; the serve loop's own shutdown is the backstop."""
+        self._closing = True
+        cut = await self._drain(mode or self.on_shutdown, self.shutdown_timeout if timeout is None else timeout)
+        if cut:
+            log.warning("%s: %d run(s) interrupted: %s", reason, len(cut), ", ".join(cut))
+        return cut
+
+    async def _drain(self, mode: str, timeout: float) -> list[str]:
+        cut: list[str] = []
+        for run in list(self._queue):
+            self._queue.remove(run)
+            cut.append(run.prompt_id)
+            self._finish(run, "interrupted", dequeue=False)
+        if self._running and mode == "finish":
+            with anyio.move_on_after(timeout):
+                for run in list(self._running.values()):
+                    await run.done.wait()
+        for run in list(self._running.values()):
+            cut.append(run.prompt_id)
+            run.cancel_requested = True
+            if run.scope is not None:
+                run.scope.cancel()
+        with anyio.move_on_after(timeout):
+            for run in list(self._running.values()):
+                await run.done.wait()
+            await self.flush()
+        return cut
 
     async def _writer(self, receive: Any) -> None:
         # Shielded: the history must be written even while the server is being cancelled.
