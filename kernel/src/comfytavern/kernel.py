@@ -20,7 +20,7 @@ from comfytavern.auth import AuthBackend
 from comfytavern.config import Config, ConfigError
 from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
-from comfytavern.nodes.reload import NodeSources, ReloadReport, collect_contributions
+from comfytavern.nodes.reload import NodeReloadError, NodeSources, ReloadReport, collect_contributions
 from comfytavern.plugin_manager import (
     NODE_PACK_GROUP,
     PLUGIN_GROUP,
@@ -88,7 +88,10 @@ class Kernel:
         self._select_auth()
         #: Entry-point packs, in-process packs and custom folders; owns hot reload.
         self.node_sources = NodeSources(self)
-        self.reload_nodes()
+        try:
+            self.reload_nodes()
+        except NodeReloadError as exc:  # only in strict mode: a pack failed to load
+            raise StartupError(f"node packs: {exc}") from exc
 
     # -- plugins ---------------------------------------------------------------------------
     @property

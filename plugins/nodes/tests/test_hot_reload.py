@@ -375,3 +375,11 @@ def test_a_stale_staging_is_refused(build: Build, custom: Path, module_text: Any
     with pytest.raises(NodeReloadError, match="another node reload finished"):
         kernel.node_sources.commit(stale)
     assert kernel.registry.current is current
+
+
+def test_strict_start_up_with_a_broken_folder_pack_is_a_startup_error(build: Build, custom: Path, write_file: Any) -> None:
+    from comfytavern.kernel import StartupError
+
+    write_file(custom / "broken.py", "raise ImportError('not today')\n")
+    with pytest.raises(StartupError, match="node packs: .*not today"):
+        build(plugins_config={"strict": True})
