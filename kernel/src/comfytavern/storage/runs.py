@@ -28,7 +28,8 @@ class RunRecord(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True
     submitted_at: int
     started_at: int | None = None
     finished_at: int | None = None
-    source: str = "http"
+    #: ``http`` or ``websocket`` (how the run was submitted); empty when unknown.
+    source: str = ""
     workflow_id: str | None = None
     workflow_name: str | None = None
     node_count: int = 0
