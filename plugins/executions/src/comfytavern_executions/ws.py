@@ -214,7 +214,8 @@ class Connection:
         # means no event is missed or repeated.
         for event in replay:
             self._push(event)
-        if scheduler.active(prompt_id, self.user) is not None:
+        # ``watchable``: active here, or queued/running on another instance (distributed mode).
+        if scheduler.watchable(prompt_id, self.user):
             self.watched.add(prompt_id)
 
     async def on_unsubscribe(self, payload: Any) -> None:
