@@ -210,3 +210,31 @@ def test_bad_plugin_settings_are_reported(token_kernel: Any) -> None:
     row = next(r for r in kernel.plugin_rows() if r["name"] == "server-routes")
     assert row["status"] == "error"
     assert "plugins.settings.server-routes" in row["error"]
+
+
+def test_real_runs_are_counted(make_full_kernel: Any) -> None:
+    """Runs executed by the engine (not synthetic events) show up in the run and node metrics."""
+    from comfytavern.engine import testnodes
+
+    kernel = make_full_kernel()
+    kernel.register_plugin(testnodes, kind="node_pack", name="metrics-testnodes")
+    kernel.reload_nodes()
+    metrics = metrics_for(kernel)
+    payload = {"nodes": [{"id": "s", "fullType": "t:Sleep", "inputs": {"seconds": 0.02}}]}
+    with client_for(kernel) as client:
+        for _ in range(2):
+            response = client.post("/api/prompt?wait=10", json=payload)
+            if response.status_code == 404:
+                pytest.skip("the executions plugin is not installed")
+            assert response.json()["status"] == "complete", response.text
+        deadline = time.monotonic() + 5
+        while metrics.runs_finished.value(status="complete") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        samples = parse(client.get("/metrics").text)
+    assert value(samples, "ct_runs_finished_total", status="complete") == 2
+    assert value(samples, "ct_run_duration_seconds_count", status="complete") == 2
+    assert value(samples, "ct_run_duration_seconds_sum", status="complete") >= 0.04
+    node_counts = {k: v for k, v in samples.items() if k[0] == "ct_node_duration_seconds_count"}
+    assert sum(node_counts.values()) == 2
+    assert value(samples, "ct_runs_running") == 0 and value(samples, "ct_runs_queued") == 0
+    assert value(samples, "ct_http_requests_total", method="POST", route="/api/prompt", status="200") == 2

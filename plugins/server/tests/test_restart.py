@@ -47,67 +47,133 @@ def wait_for(url: str, *, until: Any = lambda body: True, timeout: float = 30.0,
     raise AssertionError(f"{url} did not become ready: {last!r}")
 
 
+SLOW_NODE = """
+import anyio
+from comfytavern import Input, Output, node
+
+NAMESPACE = "restart-test"
+
+
+@node(type="Sleep", category="test", display_name="Sleep", namespace=NAMESPACE,
+      inputs={"seconds": Input(data_flow_type="FLOAT", required=True)},
+      outputs={"done": Output(data_flow_type="BOOLEAN")})
+async def sleep(inputs, ctx):
+    await anyio.sleep(float(inputs["seconds"]))
+    return {"done": True}
+
+
+NODES = [sleep]
+"""
+
+
+class ServerProcess:
+    """``comfytavern serve`` as a child process on a free loopback port, with its own data folder."""
+
+    def __init__(self, tmp_path: Path, storage: Any, **sections: Any) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp_path = tmp_path
+        data = tmp_path / "data"
+        (data / "nodes").mkdir(parents=True)
+        (data / "nodes" / "slow.py").write_text(SLOW_NODE)
+        config = {
+            "server": {"host": "127.0.0.1", "port": self.port},
+            "data": {"root": str(data)},
+            "nodes": {"custom_paths": ["nodes"]},
+            "auth": {"mode": "local"},
+            "storage": {"projects": storage.projects, "accounts": storage.accounts, "runs": storage.runs},
+            "logging": {"format": "json"},
+            **sections,
+        }
+        self.config = tmp_path / "config.json"
+        self.config.write_text(json.dumps(config))
+        self.log_path = tmp_path / "server.log"
+
+    def __enter__(self) -> ServerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "comfytavern", "serve", "--config", str(self.config)],
+            cwd=self.tmp_path,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+    def health(self, until: Any = lambda body: True) -> dict[str, Any]:
+        return wait_for(f"{self.base}/healthz", until=until, proc=self.proc)
+
+    def restart(self) -> str:
+        """Restart through the API; returns the new ``startedAt`` once the new process serves."""
+        before = self.health()["startedAt"]
+        response = httpx.post(f"{self.base}/api/server/restart", timeout=10.0)
+        assert response.status_code == 202, response.text
+        assert response.json() == {"success": True, "message": "Server is restarting..."}
+        after = self.health(until=lambda body: body["startedAt"] != before)["startedAt"]
+        # os.execv keeps the PID: the same process, a new interpreter.
+        assert self.proc.poll() is None
+        assert wait_for(f"{self.base}/readyz")["status"] == "ready"
+        return str(after)
+
+    def records(self) -> list[dict[str, Any]]:
+        text = self.log_path.read_text(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
 @pytest.mark.slow
 def test_a_real_server_process_restarts_in_place(make_full_kernel: Any, tmp_path: Path) -> None:
     # Use the storage the current checkout can start with (as the assembled app does).
     storage = make_full_kernel().config.storage
-    port = free_port()
-    data = tmp_path / "data"
-    data.mkdir()
-    config = tmp_path / "config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "server": {"host": "127.0.0.1", "port": port},
-                "data": {"root": str(data)},
-                "nodes": {"custom_paths": []},
-                "auth": {"mode": "local"},
-                "storage": {"projects": storage.projects, "accounts": storage.accounts, "runs": storage.runs},
-                "logging": {"format": "json"},
-            }
-        )
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    log_file = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "comfytavern", "serve", "--config", str(config)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        first = wait_for(f"{base}/healthz", proc=proc)
-        started = [first["startedAt"]]
-        for _ in range(2):
-            response = httpx.post(f"{base}/api/server/restart", timeout=10.0)
-            assert response.status_code == 202, response.text
-            assert response.json() == {"success": True, "message": "Server is restarting..."}
-            again = wait_for(f"{base}/healthz", until=lambda body: body["startedAt"] not in started, proc=proc)
-            started.append(again["startedAt"])
-            # os.execv keeps the PID: the same process, a new interpreter.
-            assert proc.poll() is None
-            assert wait_for(f"{base}/readyz")["status"] == "ready"
+    with ServerProcess(tmp_path, storage) as server:
+        started = [server.health()["startedAt"]]
+        started.append(server.restart())
+        started.append(server.restart())
         assert len(set(started)) == 3
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
-    output = (tmp_path / "server.log").read_text(errors="replace")
-    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    records = server.records()
     assert sum(1 for r in records if r["message"].startswith("server restart requested by")) == 2
     restart_access = [r for r in records if r.get("path") == "/api/server/restart"]
     assert [r["status"] for r in restart_access] == [202, 202]
     assert all(r.get("request_id") for r in restart_access)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal for the exit status
-    assert proc.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert server.proc.returncode in (0, -signal.SIGTERM), records[-5:]
     assert records[-1]["message"].startswith("Finished server process")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "seconds", "final"), [("interrupt", 60.0, "interrupted"), ("finish", 1.5, "complete")])
+def test_running_runs_are_interrupted_or_finished_and_recorded(
+    make_full_kernel: Any, tmp_path: Path, mode: str, seconds: float, final: str
+) -> None:
+    storage = make_full_kernel().config.storage
+    if storage.runs is None:
+        pytest.skip("no run history backend can start in this checkout")
+    execution = {"on_shutdown": mode, "shutdown_timeout_seconds": 10}
+    with ServerProcess(tmp_path, storage, execution=execution) as server:
+        server.health()
+        payload = {"nodes": [{"id": "s", "fullType": "restart-test:Sleep", "inputs": {"seconds": seconds}}]}
+        submitted = httpx.post(f"{server.base}/api/prompt?wait=0.3", json=payload, timeout=10.0)
+        if submitted.status_code == 404:
+            pytest.skip("the executions plugin is not installed")
+        assert submitted.status_code == 200, submitted.text
+        prompt_id = submitted.json()["promptId"]
+        assert submitted.json()["status"] == "running"
+        metrics = httpx.get(f"{server.base}/metrics", timeout=10.0).text
+        assert "ct_runs_running 1" in metrics
+        server.restart()
+        record = httpx.get(f"{server.base}/api/prompt/{prompt_id}", timeout=10.0)
+        assert record.status_code == 200, record.text
+        assert record.json()["status"] == final
 
 
 def test_restart_is_unavailable_outside_the_cli(kernel: Any) -> None:
