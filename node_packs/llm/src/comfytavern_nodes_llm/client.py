@@ -398,10 +398,98 @@ def _retry_delay(error: LlmError, attempt: int, settings: LlmSettings) -> float 
     return min(delay, settings.max_retry_delay_seconds)
 
 
-async def _target(endpoint: Endpoint, path: str, settings: LlmSettings, multi_user: bool) -> RequestTarget:
+@dataclass(frozen=True)
+class _Call:
+    """One logical request (retried as a whole): where it goes and what it sends."""
+
+    endpoint: Endpoint
+    target: RequestTarget
+    body: dict[str, Any]
+    headers: dict[str, str]
+    settings: LlmSettings
+
+    @property
+    def where(self) -> str:
+        return self.endpoint.display
+
+    @property
+    def secrets(self) -> list[str | None]:
+        return [self.endpoint.api_key]
+
+
+async def _prepare(
+    endpoint: Endpoint, request: ChatRequest, *, stream: bool, settings: LlmSettings, multi_user: bool
+) -> _Call:
+    """Check the URL (SSRF guard in multi-user mode) and build the request."""
     enforce = multi_user and not settings.allow_private_base_urls
     allowlist = parse_allowlist(settings.private_base_url_allowlist) if enforce else ()
-    return await guard_url(endpoint.url(path), enforce=enforce, allowlist=allowlist)
+    target = await guard_url(endpoint.url("chat/completions"), enforce=enforce, allowlist=allowlist)
+    headers = _headers(endpoint, target, "text/event-stream" if stream else "application/json")
+    if stream:
+        headers["Cache-Control"] = "no-store"
+    return _Call(endpoint, target, _body(request, stream=stream, settings=settings), headers, settings)
+
+
+@contextlib.asynccontextmanager
+async def _open(client: httpx.AsyncClient, call: _Call, attempt: int) -> AsyncIterator[httpx.Response]:
+    """The response of one attempt, once it is known to be a success (2xx)."""
+    async with client.stream(
+        "POST",
+        call.target.url,
+        json=call.body,
+        headers=call.headers,
+        timeout=_timeout(call.settings),
+        extensions=call.target.extensions,
+    ) as response:
+        if response.status_code >= 400:
+            raise await _error_from_response(response, call.endpoint, attempt)
+        if 300 <= response.status_code < 400:
+            raise _redirect_error(response, call.endpoint)
+        yield response
+
+
+async def _read_json(response: httpx.Response, call: _Call) -> Any:
+    limit = call.settings.max_response_bytes
+    raw = await _read_capped(response, limit + 1)
+    if len(raw) > limit:
+        raise LlmStreamError(f"LLM endpoint {call.where} sent more than {limit} bytes")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise LlmStreamError(
+            f"LLM endpoint {call.where} answered with something that is not JSON "
+            f"(content type {response.headers.get('content-type', 'unknown')!r})"
+        ) from None
+
+
+def _next_delay(exc: Exception, call: _Call, attempt: int, *, streamed: int) -> float:
+    """Seconds to wait before retrying after ``exc``; raises the clear error when it is final."""
+    if isinstance(exc, SSEError):
+        raise LlmStreamError(
+            f"LLM endpoint {call.where} did not answer with an event stream: {redact(str(exc), call.secrets)}"
+        ) from None
+    if isinstance(exc, httpx.HTTPError):
+        error = _map_transport_error(exc, call.endpoint, call.settings, streamed=streamed)
+    elif isinstance(exc, LlmError):
+        error = exc
+    else:
+        raise exc
+    delay = None if streamed else _retry_delay(error, attempt, call.settings)
+    if delay is None:
+        raise error from None
+    return delay
+
+
+def _completion_events(result: ChatResult) -> list[LlmEvent]:
+    events: list[LlmEvent] = []
+    if result.reasoning:
+        events.append(ReasoningDelta(result.reasoning))
+    if result.text:
+        events.append(TextDelta(result.text))
+    if result.usage:
+        events.append(UsageInfo(result.usage))
+    events.append(Finished(result.finish_reason, result.model, result.response_id))
+    return events
 
 
 # -- streaming -----------------------------------------------------------------------------
@@ -418,30 +506,15 @@ async def stream_chat(
 
     Use it inside ``contextlib.aclosing`` so that leaving early closes the connection at once.
     """
-    target = await _target(endpoint, "chat/completions", settings, multi_user)
-    body = _body(request, stream=True, settings=settings)
-    headers = _headers(endpoint, target, "text/event-stream")
-    headers["Cache-Control"] = "no-store"
-    secrets = [endpoint.api_key]
-    where = endpoint.display
+    call = await _prepare(endpoint, request, stream=True, settings=settings, multi_user=multi_user)
+    where, secrets = call.where, call.secrets
     async with lease_client(settings) as client:
         attempt = 0
         while True:
             attempt += 1
             streamed = 0
             try:
-                async with client.stream(
-                    "POST",
-                    target.url,
-                    json=body,
-                    headers=headers,
-                    timeout=_timeout(settings),
-                    extensions=target.extensions,
-                ) as response:
-                    if response.status_code >= 400:
-                        raise await _error_from_response(response, endpoint, attempt)
-                    if 300 <= response.status_code < 400:
-                        raise _redirect_error(response, endpoint)
+                async with _open(client, call, attempt) as response:
                     if response.status_code != 200:
                         raise LlmStreamError(
                             f"LLM endpoint {where} answered HTTP {response.status_code} instead of a stream"
@@ -449,27 +522,15 @@ async def stream_chat(
                     content_type = response.headers.get("content-type", "").partition(";")[0].strip()
                     if content_type == "application/json":
                         # A server that ignores ``stream: true`` answers with one completion.
-                        raw = await _read_capped(response, settings.max_response_bytes)
-                        try:
-                            obj = json.loads(raw)
-                        except ValueError:
-                            raise LlmStreamError(f"LLM endpoint {where} sent malformed JSON") from None
-                        result = _result_from_completion(obj, where, secrets)
-                        if result.reasoning:
-                            yield ReasoningDelta(result.reasoning)
-                        if result.text:
-                            streamed += len(result.text)
-                            yield TextDelta(result.text)
-                        if result.usage:
-                            yield UsageInfo(result.usage)
-                        yield Finished(result.finish_reason, result.model, result.response_id)
+                        result = _result_from_completion(await _read_json(response, call), where, secrets)
+                        for event in _completion_events(result):
+                            yield event
                         return
                     finish: str | None = None
                     model: str | None = None
                     response_id: str | None = None
                     done = False
-                    source = EventSource(response)
-                    async with contextlib.aclosing(source.aiter_sse()) as sse_events:
+                    async with contextlib.aclosing(EventSource(response).aiter_sse()) as sse_events:
                         async for sse in sse_events:
                             data = sse.data.strip()
                             if not data:
@@ -485,9 +546,8 @@ async def stream_chat(
                                     f"{redact(data[:120], secrets)!r}"
                                 ) from None
                             events, chunk_finish = _stream_chunk_events(obj, where, secrets)
-                            if isinstance(obj, dict):
-                                model = model or (str(obj["model"]) if obj.get("model") else None)
-                                response_id = response_id or (str(obj["id"]) if obj.get("id") else None)
+                            model = model or (str(obj["model"]) if obj.get("model") else None)
+                            response_id = response_id or (str(obj["id"]) if obj.get("id") else None)
                             finish = chunk_finish or finish
                             for event in events:
                                 if isinstance(event, TextDelta | ReasoningDelta):
@@ -500,19 +560,8 @@ async def stream_chat(
                         )
                     yield Finished(finish, model, response_id)
                     return
-            except SSEError as exc:
-                raise LlmStreamError(
-                    f"LLM endpoint {where} did not answer with an event stream: {redact(str(exc), secrets)}"
-                ) from None
-            except httpx.HTTPError as exc:
-                error = _map_transport_error(exc, endpoint, settings, streamed=streamed)
-                delay = None if streamed else _retry_delay(error, attempt, settings)
-                if delay is None:
-                    raise error from None
-            except LlmError as exc:
-                delay = None if streamed else _retry_delay(exc, attempt, settings)
-                if delay is None:
-                    raise
+            except (httpx.HTTPError, SSEError, LlmError) as exc:
+                delay = _next_delay(exc, call, attempt, streamed=streamed)
             await anyio.sleep(delay)
 
 
@@ -527,48 +576,14 @@ async def complete_chat(
     multi_user: bool = False,
 ) -> ChatResult:
     """One non-streaming chat completion (``stream: false``), retried like :func:`stream_chat`."""
-    target = await _target(endpoint, "chat/completions", settings, multi_user)
-    body = _body(request, stream=False, settings=settings)
-    headers = _headers(endpoint, target, "application/json")
-    secrets = [endpoint.api_key]
-    where = endpoint.display
+    call = await _prepare(endpoint, request, stream=False, settings=settings, multi_user=multi_user)
     async with lease_client(settings) as client:
         attempt = 0
         while True:
             attempt += 1
             try:
-                async with client.stream(
-                    "POST",
-                    target.url,
-                    json=body,
-                    headers=headers,
-                    timeout=_timeout(settings),
-                    extensions=target.extensions,
-                ) as response:
-                    if response.status_code >= 400:
-                        raise await _error_from_response(response, endpoint, attempt)
-                    if 300 <= response.status_code < 400:
-                        raise _redirect_error(response, endpoint)
-                    raw = await _read_capped(response, settings.max_response_bytes + 1)
-                    if len(raw) > settings.max_response_bytes:
-                        raise LlmStreamError(
-                            f"LLM endpoint {where} sent more than {settings.max_response_bytes} bytes"
-                        )
-                    try:
-                        obj = json.loads(raw)
-                    except ValueError:
-                        raise LlmStreamError(
-                            f"LLM endpoint {where} answered with something that is not JSON "
-                            f"(content type {response.headers.get('content-type', 'unknown')!r})"
-                        ) from None
-                    return _result_from_completion(obj, where, secrets)
-            except httpx.HTTPError as exc:
-                error = _map_transport_error(exc, endpoint, settings, streamed=0)
-                delay = _retry_delay(error, attempt, settings)
-                if delay is None:
-                    raise error from None
-            except LlmError as exc:
-                delay = _retry_delay(exc, attempt, settings)
-                if delay is None:
-                    raise
+                async with _open(client, call, attempt) as response:
+                    return _result_from_completion(await _read_json(response, call), call.where, call.secrets)
+            except (httpx.HTTPError, LlmError) as exc:
+                delay = _next_delay(exc, call, attempt, streamed=0)
             await anyio.sleep(delay)

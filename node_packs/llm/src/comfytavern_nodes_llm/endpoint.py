@@ -136,6 +136,15 @@ def _as_mapping(raw: Any) -> Mapping[str, Any]:
     return raw
 
 
+def _flag(value: Any, key: str) -> bool:
+    """A boolean from an object that may come from JSON text (``"false"`` is false)."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", ""):
+        return value.strip().lower() == "true"
+    raise LlmConfigError(f"{key} must be true or false, got {value!r}")
+
+
 def service_name(value: Any, default: str) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
@@ -159,7 +168,7 @@ async def resolve_endpoint(
         return raw.endpoint
     data = _as_mapping(raw)
     env = os.environ if environ is None else environ
-    use_env = bool(data.get("use_env_vars", False))
+    use_env = _flag(data.get("use_env_vars"), "use_env_vars")
     if use_env and not settings.allow_env_keys:
         raise LlmConfigError(
             "use_env_vars is on, but this server does not let nodes read keys from its environment "
@@ -199,7 +208,7 @@ async def resolve_endpoint(
 def visible_settings(data: Mapping[str, Any], endpoint: Endpoint, service: str) -> dict[str, Any]:
     """What the editor shows for an APISettings output (never the key)."""
     return {
-        "use_env_vars": bool(data.get("use_env_vars", False)),
+        "use_env_vars": _flag(data.get("use_env_vars"), "use_env_vars"),
         "base_url": endpoint.display,
         "credential_service": service,
         "api_key_set": endpoint.api_key is not None,

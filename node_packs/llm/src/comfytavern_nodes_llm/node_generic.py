@@ -23,6 +23,7 @@ from comfytavern_nodes_llm.runtime import (
     as_bool,
     as_number,
     as_text,
+    batch_chunks,
     chunk,
     llm_settings,
     run_batch,
@@ -50,6 +51,11 @@ def _params(inputs: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _finish(result: ChatResult) -> dict[str, Any]:
+    """The original's finish chunk content for this node."""
+    return {"finish_reason": result.finish_reason or "stop", "accumulated_text": result.text, "usage": result.usage}
+
+
 def _outputs(result: ChatResult) -> Outputs:
     return Outputs(response=result.as_response(), responseText=result.text, usage=result.usage or {})
 
@@ -74,26 +80,13 @@ async def _execute(inputs: dict[str, Any], ctx: NodeContext) -> AsyncIterator[An
         async for item in run_stream(ctx, endpoint, request, collected):
             yield item
         result = collected.result()
-        yield chunk(
-            "finish_reason_chunk",
-            {
-                "finish_reason": result.finish_reason or "stop",
-                "accumulated_text": result.text,
-                "usage": result.usage,
-            },
-        )
+        yield chunk("finish_reason_chunk", _finish(result))
         yield _outputs(result)
         return
 
     result = await run_batch(ctx, endpoint, request)
-    if result.text:
-        yield chunk("text_chunk", result.text)
-    if result.usage:
-        yield chunk("usage_chunk", result.usage)
-    yield chunk(
-        "finish_reason_chunk",
-        {"finish_reason": result.finish_reason or "stop", "accumulated_text": result.text, "usage": result.usage},
-    )
+    for item in batch_chunks(result, _finish(result)):
+        yield item
     yield _outputs(result)
 
 

@@ -20,6 +20,7 @@ from comfytavern_nodes_llm.runtime import (
     as_bool,
     as_number,
     as_text,
+    batch_chunks,
     chunk,
     llm_settings,
     run_batch,
@@ -92,12 +93,8 @@ async def _openai(inputs: dict[str, Any], ctx: NodeContext) -> AsyncIterator[Any
         return
 
     result = await run_batch(ctx, endpoint, request)
-    # Consumers of stream_output still get the reply, as one chunk.
-    if result.text:
-        yield chunk("text_chunk", result.text)
-    if result.usage:
-        yield chunk("usage_chunk", result.usage)
-    yield chunk("finish_reason_chunk", result.finish_reason or "stop")
+    for item in batch_chunks(result, result.finish_reason or "stop"):
+        yield item
     yield Outputs(response=result.text)
 
 

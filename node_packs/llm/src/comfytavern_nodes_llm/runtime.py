@@ -34,6 +34,7 @@ __all__ = [
     "as_bool",
     "as_number",
     "as_text",
+    "batch_chunks",
     "chunk",
     "llm_settings",
     "run_batch",
@@ -50,6 +51,16 @@ def llm_settings(ctx: NodeContext) -> tuple[LlmSettings, bool]:
 
 def chunk(kind: str, content: Any) -> dict[str, Any]:
     return {"type": kind, "content": content}
+
+
+def batch_chunks(result: ChatResult, finish_content: Any) -> list[dict[str, Any]]:
+    """The chunks a streaming node yields in batch mode: the whole reply as one ``text_chunk``
+    (so consumers of its stream output still get it), usage, then the finish chunk."""
+    chunks = [chunk("text_chunk", result.text)] if result.text else []
+    if result.usage:
+        chunks.append(chunk("usage_chunk", result.usage))
+    chunks.append(chunk("finish_reason_chunk", finish_content))
+    return chunks
 
 
 def as_text(inputs: Mapping[str, Any], key: str, *, default: str = "") -> str:
