@@ -137,3 +137,17 @@ def test_reload_response_shape(build: Build) -> None:
     assert set(body) == {"success", "message", "count"}
     assert body["success"] is True and isinstance(body["count"], int) and body["count"] >= 12
     json.dumps(body)
+
+
+def test_websocket_clients_hear_nodes_reloaded(build: Build, custom: Path, module_text: Any, write_file: Any) -> None:
+    """Over the editor's real WebSocket (the executions plugin's ``/ws``)."""
+    pytest.importorskip("comfytavern_executions", reason="the WebSocket endpoint comes with the executions plugin")
+    write_file(custom / "hot.py", module_text("v1"))
+    kernel = build(enable=("executions",))
+    with client_for(kernel) as client:
+        with client.websocket_connect("/ws", headers={"origin": "http://localhost:5573"}) as ws:
+            body = client.post("/api/nodes/reload").json()
+            frame = ws.receive_json()
+            while frame["type"] != "NODES_RELOADED":
+                frame = ws.receive_json()
+    assert frame == {"type": "NODES_RELOADED", "payload": body}
