@@ -238,7 +238,11 @@ class NodeSources:
         return out
 
     def stage(self) -> _Staged:
-        """Build the next state without touching anything live."""
+        """Build the next state without touching the live table or registry.
+
+        Changed packs are dropped from ``sys.modules`` before re-import; the live snapshot keeps
+        its own references to the old modules, so nothing it serves or runs changes.
+        """
         with self._lock:
             try:
                 return self._stage()
