@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from openapi_spec_validator import validate
 
 from comfytavern.restart import RestartController, RestartUnavailable, restart_command
 from comfytavern.testing import client_for
@@ -137,6 +138,11 @@ def test_a_real_server_process_restarts_in_place(make_full_kernel: Any, tmp_path
     storage = make_full_kernel().config.storage
     with ServerProcess(tmp_path, storage) as server:
         started = [server.health()["startedAt"]]
+        # what a new user opens first: the docs page and the document behind it
+        assert httpx.get(f"{server.base}/docs", timeout=10.0).status_code == 200
+        spec = httpx.get(f"{server.base}/openapi.json", timeout=10.0).json()
+        validate(spec)
+        assert {"/healthz", "/docs", "/metrics", "/api/server/restart"} <= set(spec["paths"])
         started.append(server.restart())
         started.append(server.restart())
         assert len(set(started)) == 3
