@@ -460,6 +460,7 @@ class Scheduler:
         )
         self._remember(record)
         self._persist(record)
+        self.hub.emit("SYSTEM_QUEUE_UPDATE", self.queue_counts())
 
     def _start(self, run: ActiveRun) -> None:
         assert self._tg is not None

@@ -224,8 +224,8 @@ class Connection:
             self.watched.discard(prompt_id)
 
     async def on_button_click(self, payload: Any) -> None:
+        # The editor sends it for button widgets; the original only logs it, and so do we.
         log.info("button_click from %s: %s", self.user.id, payload if isinstance(payload, dict) else type(payload).__name__)
-        self.kernel.hub.emit("button_click", payload if isinstance(payload, dict) else {}, owner_id=self.user.id)
 
     def close(self) -> None:
         self.subscription.close()
