@@ -34,11 +34,15 @@ def check_name(name: str, *, what: str = "name", max_bytes: int = MAX_NAME_BYTES
     if not isinstance(name, str):
         raise UnsafeName(f"{what} must be a string")
     value = unicodedata.normalize("NFC", name)
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeName(f"{what} is not valid UTF-8 text") from None
     if not value or not value.strip():
         raise UnsafeName(f"{what} must not be empty")
     if value in (".", ".."):
         raise UnsafeName(f"{what} must not be '.' or '..'")
-    bad = sorted({c for c in value if c in _FORBIDDEN_CHARS or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")})
+    bad = sorted({c for c in value if c in _FORBIDDEN_CHARS or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
         raise UnsafeName(f"{what} contains characters that are not allowed: {shown}")
@@ -48,7 +52,7 @@ def check_name(name: str, *, what: str = "name", max_bytes: int = MAX_NAME_BYTES
         raise UnsafeName(f"{what} must not start with a dot")
     if value.split(".", 1)[0].upper() in _WINDOWS_RESERVED:
         raise UnsafeName(f"{what} {value!r} is a reserved device name")
-    if len(value.encode("utf-8")) > max_bytes:
+    if len(encoded) > max_bytes:
         raise UnsafeName(f"{what} is too long (at most {max_bytes} bytes in UTF-8)")
     return value
 
