@@ -192,3 +192,21 @@ def test_two_users_cannot_see_or_touch_each_others_keys_credentials_or_profile(t
         bob_key = {"Authorization": f"Bearer {bob.post('/api/users/me/service-keys', json={}).json()['secret']}"}
         assert bob.delete(f"/api/users/me/service-keys/{key['id']}", headers=bob_key).status_code == 404
         assert bob.get(f"/avatars/{alice_id}.png", headers=bob_key).status_code == 404
+
+
+def test_the_editor_websocket_uses_the_same_identity_and_origin_rule(tmp_path: Path) -> None:
+    """The real ``/ws`` (executions plugin): cookie accepted, no identity 4401, foreign Origin refused."""
+    with client_for(make(tmp_path), client=LOOPBACK) as client:
+        register(client, "alice")
+        cookie = {"Cookie": f"ct_session={client.cookies['ct_session']}"}
+        with client.websocket_connect("/ws", headers={**cookie, "Origin": "http://localhost:5573"}) as ws:
+            ws.send_json({"type": "PROMPT_REQUEST", "payload": {"nodes": [], "edges": []}})
+            assert ws.receive_json()["type"] == "PROMPT_ACCEPTED_RESPONSE"
+        with pytest.raises(WebSocketDisconnect) as anonymous:
+            with client.websocket_connect("/ws") as ws:
+                ws.receive_json()
+        assert anonymous.value.code == 4401
+        with pytest.raises(WebSocketDisconnect) as foreign:
+            with client.websocket_connect("/ws", headers={**cookie, "Origin": "http://evil.example"}):
+                pass
+        assert foreign.value.code == 1008
