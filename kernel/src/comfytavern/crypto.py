@@ -53,6 +53,7 @@ __all__ = [
     "server_secrets",
     "service_key_digest",
     "session_digest",
+    "write_private",
 ]
 
 log = logging.getLogger("comfytavern.crypto")
@@ -306,13 +307,12 @@ ENV_MASTER_KEY_FILE = "CT_MASTER_KEY_FILE"
 ENV_PEPPER = "CT_SERVICE_KEY_PEPPER"
 
 
-def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
-    """Write ``data`` to a file created with mode 0600 (never readable by others, even briefly)."""
+def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to a file created with mode 0600 (never readable by others, even briefly).
+
+    ``exclusive`` fails if the file exists; otherwise the file is replaced atomically.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path.parent.chmod(0o700)
-    except OSError:
-        pass
     if exclusive:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -331,6 +331,16 @@ def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _private_dir(folder: Path) -> None:
+    """Create ``folder`` for key files if missing, reachable by the server's user only (0700).
+
+    An existing folder (e.g. one named by ``CT_MASTER_KEY_FILE``) is left as its owner set it.
+    """
+    if not folder.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
 
 
 def _read_private(path: Path) -> bytes:
@@ -384,8 +394,9 @@ class ServerSecrets:
 
     def _load_or_create_raw(self, path: Path) -> bytes:
         if not path.exists():
+            _private_dir(path.parent)
             try:
-                _write_private(path, _b64e(os.urandom(32)).encode("ascii") + b"\n", exclusive=True)
+                write_private(path, _b64e(os.urandom(32)).encode("ascii") + b"\n", exclusive=True)
                 log.info("created %s (mode 0600)", path)
             except FileExistsError:
                 pass
@@ -412,9 +423,10 @@ class ServerSecrets:
             return Keyring(keys, key_fingerprint(current))
         path = self.master_key_file
         if not path.exists():
+            _private_dir(path.parent)
             key = os.urandom(32)
             try:
-                _write_private(path, _keyring_json({key_fingerprint(key): key}, key_fingerprint(key)), exclusive=True)
+                write_private(path, _keyring_json({key_fingerprint(key): key}, key_fingerprint(key)), exclusive=True)
                 log.info("created master key file %s (mode 0600)", path)
             except FileExistsError:
                 pass
@@ -428,7 +440,7 @@ class ServerSecrets:
             ring = self._load_keyring()
             new = key or os.urandom(32)
             keys = {**ring.keys, key_fingerprint(new): new}
-            _write_private(self.master_key_file, _keyring_json(keys, key_fingerprint(new)), exclusive=False)
+            write_private(self.master_key_file, _keyring_json(keys, key_fingerprint(new)), exclusive=False)
             self._keyring = Keyring(keys, key_fingerprint(new))
             return self._keyring
 
@@ -439,7 +451,7 @@ class ServerSecrets:
         with self._lock:
             ring = self._load_keyring()
             keys = {kid: key for kid, key in ring.keys.items() if kid == ring.current or kid in keep}
-            _write_private(self.master_key_file, _keyring_json(keys, ring.current), exclusive=False)
+            write_private(self.master_key_file, _keyring_json(keys, ring.current), exclusive=False)
             self._keyring = Keyring(keys, ring.current)
             return self._keyring
 

@@ -24,8 +24,9 @@ from datetime import timedelta
 from typing import Literal
 
 import msgspec
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from comfytavern.auth import Principal, bearer_token, is_loopback
 from comfytavern.config import ConfigError
@@ -44,13 +45,23 @@ __all__ = [
     "SESSION_SETTING_KEYS",
     "AccountIdentity",
     "AuthSettings",
+    "Done",
     "LoginRefused",
+    "LoginResult",
     "LoginThrottle",
+    "PasswordChange",
+    "UserSummary",
+    "change_password_response",
     "check_new_password",
     "check_scope",
     "check_username",
+    "login_response",
+    "logout_response",
     "new_user_id",
+    "refused",
     "scope_covers",
+    "session_routes",
+    "summary",
 ]
 
 #: Service-key scope groups used by the built-in routes (``<group>:read|write|*``, or ``*``).
@@ -490,3 +501,40 @@ async def change_password_response(identity: AccountIdentity, conn: HTTPConnecti
         token = await identity.start_session(conn, user.id)
         identity.set_cookie(response, token)
     return response
+
+
+def session_routes(identity: AccountIdentity, *, password_summary: str) -> list[BaseRoute]:
+    """``POST /api/auth/logout`` and ``PUT /api/auth/password``, the same in every login-based mode."""
+    from comfytavern.auth import current_principal
+    from comfytavern.http import read_json, route
+
+    async def logout(request: Request) -> Response:
+        return await logout_response(identity, request)
+
+    async def change_password(request: Request) -> Response:
+        body = await read_json(request, PasswordChange)
+        return await change_password_response(identity, request, current_principal(request), body)
+
+    return [
+        route(
+            "/api/auth/logout",
+            logout,
+            methods=["POST"],
+            summary="End the current session and clear the cookie",
+            auth="public",
+            response=Done,
+            tags=["auth"],
+        ),
+        route(
+            "/api/auth/password",
+            change_password,
+            methods=["PUT"],
+            summary=password_summary,
+            auth="user",
+            scope="account",
+            body=PasswordChange,
+            response=Done,
+            responses={403: "current password is wrong", 422: "new password too short", 429: "too many failed attempts"},
+            tags=["auth"],
+        ),
+    ]

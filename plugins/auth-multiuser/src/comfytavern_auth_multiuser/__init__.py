@@ -21,25 +21,22 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from comfytavern import AuthMode, hookimpl
-from comfytavern.auth import AuthStatus, Principal, current_principal, optional_principal
+from comfytavern.auth import AuthStatus, Principal, optional_principal
 from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, json_response, read_json, route
 from comfytavern.identity import (
     SESSION_SETTING_KEYS,
     AccountIdentity,
     AuthSettings,
-    Done,
     LoginRefused,
     LoginResult,
-    PasswordChange,
     UserSummary,
-    change_password_response,
     check_new_password,
     check_username,
     login_response,
-    logout_response,
     new_user_id,
     refused,
+    session_routes,
     summary,
 )
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserRecord, iso_utc, utc_now
@@ -149,13 +146,6 @@ class MultiUserAuth:
             raise refused(exc) from None
         return await login_response(self.identity, request, checked, message="logged in")
 
-    async def logout(self, request: Request) -> Response:
-        return await logout_response(self.identity, request)
-
-    async def change_password(self, request: Request) -> Response:
-        body = await read_json(request, PasswordChange)
-        return await change_password_response(self.identity, request, current_principal(request), body)
-
     async def list_users(self, request: Request) -> Response:
         users = await self.store.list_users()
         rows = [UserRow(uid=u.id, username=u.username, is_admin=u.is_admin, created_at=iso_utc(u.created_at)) for u in users]
@@ -190,27 +180,6 @@ class MultiUserAuth:
                 tags=tags,
             ),
             route(
-                "/api/auth/logout",
-                self.logout,
-                methods=["POST"],
-                summary="End the current session and clear the cookie",
-                auth="public",
-                response=Done,
-                tags=tags,
-            ),
-            route(
-                "/api/auth/password",
-                self.change_password,
-                methods=["PUT"],
-                summary="Change your password (ends every other session)",
-                auth="user",
-                scope="account",
-                body=PasswordChange,
-                response=Done,
-                responses={403: "current password is wrong", 422: "new password too short", 429: "too many failed attempts"},
-                tags=tags,
-            ),
-            route(
                 "/api/auth/users",
                 self.list_users,
                 summary="List every account (administrators only)",
@@ -219,7 +188,7 @@ class MultiUserAuth:
                 response=UserList,
                 tags=tags,
             ),
-        ]
+        ] + session_routes(self.identity, password_summary="Change your password (ends every other session)")
 
 
 def create(kernel: Any, raw: Mapping[str, Any]) -> MultiUserAuth:

@@ -18,22 +18,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from comfytavern import AuthMode, hookimpl
-from comfytavern.auth import AuthStatus, Principal, current_principal
+from comfytavern.auth import AuthStatus, Principal
 from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, read_json, route
 from comfytavern.identity import (
     SESSION_SETTING_KEYS,
     AccountIdentity,
     AuthSettings,
-    Done,
     LoginRefused,
     LoginResult,
-    PasswordChange,
-    change_password_response,
     check_new_password,
     login_response,
-    logout_response,
     refused,
+    session_routes,
 )
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
 
@@ -125,13 +122,6 @@ class PasswordAuth:
             raise refused(exc) from None
         return await login_response(self.identity, request, checked, message="logged in")
 
-    async def logout(self, request: Request) -> Response:
-        return await logout_response(self.identity, request)
-
-    async def change_password(self, request: Request) -> Response:
-        body = await read_json(request, PasswordChange)
-        return await change_password_response(self.identity, request, current_principal(request), body)
-
     def routes(self) -> Sequence[BaseRoute]:
         tags = ["auth"]
         return [
@@ -158,28 +148,7 @@ class PasswordAuth:
                 responses={401: "wrong password", 409: "no password set yet", 429: "too many failed attempts"},
                 tags=tags,
             ),
-            route(
-                "/api/auth/logout",
-                self.logout,
-                methods=["POST"],
-                summary="End the current session and clear the cookie",
-                auth="public",
-                response=Done,
-                tags=tags,
-            ),
-            route(
-                "/api/auth/password",
-                self.change_password,
-                methods=["PUT"],
-                summary="Change the access password (ends every other session)",
-                auth="user",
-                scope="account",
-                body=PasswordChange,
-                response=Done,
-                responses={403: "current password is wrong", 422: "new password too short", 429: "too many failed attempts"},
-                tags=tags,
-            ),
-        ]
+        ] + session_routes(self.identity, password_summary="Change the access password (ends every other session)")
 
 
 def create(kernel: Any, raw: Mapping[str, Any]) -> PasswordAuth:

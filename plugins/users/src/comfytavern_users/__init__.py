@@ -39,6 +39,7 @@ from comfytavern_users.wire import (
 __all__ = ["lifespan", "register_commands", "register_routes"]
 
 Handler = Callable[[Accounts, Request], Awaitable[Response]]
+TAGS = ["account"]
 
 
 def _bind(accounts: Accounts, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -50,10 +51,52 @@ def _bind(accounts: Accounts, handler: Handler) -> Callable[[Request], Awaitable
     return endpoint
 
 
+def _collection(
+    accounts: Accounts,
+    path: str,
+    name: str,
+    listing: tuple[Handler, str, Any],
+    creating: tuple[Handler, str, Any, Any],
+    create_errors: dict[int, str],
+) -> list[BaseRoute]:
+    """GET (list) and POST (create, 201) on ``path``, also answered with a trailing slash."""
+    out: list[BaseRoute] = []
+    for suffix in ("", "/"):
+        tail = "_slash" if suffix else ""
+        out.append(
+            route(
+                path + suffix,
+                _bind(accounts, listing[0]),
+                name=f"list_{name}{tail}",
+                summary=listing[1],
+                auth="user",
+                scope="account",
+                response=listing[2],
+                tags=TAGS,
+            )
+        )
+        out.append(
+            route(
+                path + suffix,
+                _bind(accounts, creating[0]),
+                methods=["POST"],
+                name=f"create_{name}{tail}",
+                summary=creating[1],
+                auth="user",
+                scope="account",
+                body=creating[2],
+                response=creating[3],
+                status=201,
+                responses=create_errors,
+                tags=TAGS,
+            )
+        )
+    return out
+
+
 @hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     accounts = accounts_for(kernel)
-    tags = ["account"]
     out: list[BaseRoute] = [
         route(
             "/api/auth/current",
@@ -65,34 +108,14 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             tags=["auth"],
         ),
     ]
-    for path in ("/api/users/me/service-keys", "/api/users/me/service-keys/"):
-        slash = path.endswith("/")
-        out += [
-            route(
-                path,
-                _bind(accounts, keys.list_keys),
-                name="list_service_keys" + ("_slash" if slash else ""),
-                summary="List your service API keys (never their secrets)",
-                auth="user",
-                scope="account",
-                response=ServiceKeyList,
-                tags=tags,
-            ),
-            route(
-                path,
-                _bind(accounts, keys.create_key),
-                methods=["POST"],
-                name="create_service_key" + ("_slash" if slash else ""),
-                summary="Create a service API key; the secret is in this response only",
-                auth="user",
-                scope="account",
-                body=ServiceKeyCreate,
-                response=ServiceKeyWithSecret,
-                status=201,
-                responses={403: "a key may not create a key with more scopes than it has", 422: "invalid name or scope"},
-                tags=tags,
-            ),
-        ]
+    out += _collection(
+        accounts,
+        "/api/users/me/service-keys",
+        "service_keys",
+        (keys.list_keys, "List your service API keys (never their secrets)", ServiceKeyList),
+        (keys.create_key, "Create a service API key; the secret is in this response only", ServiceKeyCreate, ServiceKeyWithSecret),
+        {403: "a key may not create a key with more scopes than it has", 409: "too many keys", 422: "invalid name or scope"},
+    )
     out.append(
         route(
             "/api/users/me/service-keys/{key_id}",
@@ -103,37 +126,17 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             scope="account",
             status=204,
             responses={404: "no such key of yours"},
-            tags=tags,
+            tags=TAGS,
         )
     )
-    for path in ("/api/users/me/credentials", "/api/users/me/credentials/"):
-        slash = path.endswith("/")
-        out += [
-            route(
-                path,
-                _bind(accounts, credentials.list_credentials),
-                name="list_credentials" + ("_slash" if slash else ""),
-                summary="List your external service credentials (never their values)",
-                auth="user",
-                scope="account",
-                response=CredentialList,
-                tags=tags,
-            ),
-            route(
-                path,
-                _bind(accounts, credentials.create_credential),
-                methods=["POST"],
-                name="create_credential" + ("_slash" if slash else ""),
-                summary="Store a credential (AES-256-GCM encrypted; never returned)",
-                auth="user",
-                scope="account",
-                body=CredentialCreate,
-                response=CredentialMeta,
-                status=201,
-                responses={422: "invalid field", 503: "credential encryption unavailable"},
-                tags=tags,
-            ),
-        ]
+    out += _collection(
+        accounts,
+        "/api/users/me/credentials",
+        "credentials",
+        (credentials.list_credentials, "List your external service credentials (never their values)", CredentialList),
+        (credentials.create_credential, "Store a credential (AES-256-GCM encrypted; never returned)", CredentialCreate, CredentialMeta),
+        {409: "too many credentials", 422: "invalid field", 503: "credential encryption unavailable"},
+    )
     out += [
         route(
             "/api/users/me/credentials/{credential_id}",
@@ -144,7 +147,7 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             scope="account",
             status=204,
             responses={404: "no such credential of yours"},
-            tags=tags,
+            tags=TAGS,
         ),
         route(
             "/api/users/me/username",
@@ -156,7 +159,7 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             body=UsernameChange,
             response=UsernameChanged,
             responses={409: "username taken", 422: "invalid username"},
-            tags=tags,
+            tags=TAGS,
         ),
         route(
             "/api/users/me/avatar",
@@ -169,7 +172,7 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             body_content_type="multipart/form-data",
             response=AvatarUploaded,
             responses={400: "malformed multipart", 413: "file too large", 415: "not multipart", 422: "not a usable image"},
-            tags=tags,
+            tags=TAGS,
         ),
         route(
             "/avatars/{filename}",
@@ -179,7 +182,7 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             scope="account",
             content_type="image/png",
             responses={404: "not your avatar, or no such user"},
-            tags=tags,
+            tags=TAGS,
         ),
     ]
     return out

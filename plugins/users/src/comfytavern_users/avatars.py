@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import secrets
 from collections import OrderedDict
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 
+from comfytavern.crypto import write_private
 from comfytavern.safety import UnsafeName, check_name, resolve_inside
 
 from comfytavern_users.service import Accounts
@@ -132,20 +131,7 @@ async def avatar_url(accounts: Accounts, uid: str) -> str:
     return f"{base}?v={stat.st_mtime_ns // 1_000_000}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 async def write_avatar(accounts: Accounts, uid: str, png: bytes) -> None:
+    """Replace the avatar atomically (a reader never sees half a file)."""
     path = avatar_path(accounts, uid)
-    await anyio.to_thread.run_sync(_write_atomic, path, png)
+    await anyio.to_thread.run_sync(lambda: write_private(path, png))
