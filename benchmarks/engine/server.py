@@ -20,6 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data", required=True)
+    parser.add_argument("--ws", default="auto", help="uvicorn WebSocket protocol (auto = what `comfytavern serve` uses)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     kernel = make_kernel(
@@ -29,7 +30,21 @@ def main() -> None:
         execution={"max_concurrent_workflows": 5, "history_size": 500},
         logging={"level": "WARNING"},
     )
-    uvicorn.run(create_app(kernel), host="127.0.0.1", port=args.port, log_level="warning", ws="websockets-sansio")
+    ws = args.ws
+    if ws == "coalescing":
+        ws = "comfytavern.engine.transport:CoalescingWebSocketProtocol"
+    # The same uvicorn settings as `comfytavern serve` (kernel/src/comfytavern/cli.py).
+    config = uvicorn.Config(
+        create_app(kernel),
+        host="127.0.0.1",
+        port=args.port,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        ws=ws,
+        ws_max_size=16 * 1024 * 1024,
+    )
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

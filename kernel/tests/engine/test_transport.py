@@ -1,0 +1,66 @@
+"""The coalescing WebSocket protocol on a real uvicorn server: order, text, close code."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+import websockets
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+N = 2000
+
+
+async def burst(websocket: WebSocket) -> None:
+    await websocket.accept()
+    count = int(await websocket.receive_text())
+    for i in range(count):
+        await websocket.send_text(f'{{"n": {i}, "text": "{"x" * (i % 50)}"}}')
+    await websocket.send_bytes(b"\x00\x01")
+    await websocket.close(4321, "done")
+
+
+@pytest.fixture
+def server_url() -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = Starlette(routes=[WebSocketRoute("/ws", burst)])
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", ws="comfytavern.engine.transport:CoalescingWebSocketProtocol"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.02)
+    try:
+        yield f"ws://127.0.0.1:{port}/ws"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_frames_arrive_in_order_and_the_close_handshake_works(server_url: str) -> None:
+    async def client() -> tuple[list[str], bytes, int | None]:
+        async with websockets.connect(server_url) as ws:
+            await ws.send(str(N))
+            texts = [await ws.recv() for _ in range(N)]
+            data = await ws.recv()
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await ws.recv()
+            return texts, data, info.value.rcvd.code if info.value.rcvd else None  # type: ignore[return-value]
+
+    texts, data, code = asyncio.run(client())
+    assert texts == [f'{{"n": {i}, "text": "{"x" * (i % 50)}"}}' for i in range(N)]
+    assert data == b"\x00\x01"
+    assert code == 4321
