@@ -194,3 +194,31 @@ def test_restart_keeps_history_and_records_cut_off_runs(kernel_factory: Any) -> 
         assert record["status"] == "interrupted"
         assert record["nodeStatus"]["s"]["status"] == "interrupted"
         assert client.get("/api/history", headers=ALICE).json()["total"] == 2
+
+
+def test_execution_events_reach_observers(kernel_factory: Any) -> None:
+    from comfytavern import hookimpl
+    from comfytavern.events import HubEvent
+
+    seen: list[HubEvent] = []
+
+    class Observer:
+        name = "test-observer"
+
+        @hookimpl
+        def on_execution_event(self, event: HubEvent) -> None:
+            seen.append(event)
+
+    kernel = kernel_factory()
+    kernel.register_plugin(Observer())
+    with client_for(kernel) as client:
+        prompt_id = client.post("/api/prompt?wait=10", json=chain_payload(), headers=ALICE).json()["promptId"]
+        deadline = time.time() + 5
+        while time.time() < deadline and not any(
+            e.type == "EXECUTION_STATUS_UPDATE" and e.payload.get("status") == "complete" for e in seen
+        ):
+            time.sleep(0.02)
+    mine = [e for e in seen if e.prompt_id == prompt_id]
+    assert [e.type for e in mine][0] == "EXECUTION_STATUS_UPDATE"
+    assert mine[-1].payload == {"promptId": prompt_id, "status": "complete"}
+    assert all(e.owner_id == "alice" for e in mine)

@@ -302,3 +302,14 @@ async def test_a_slow_socket_is_cut_off_without_slowing_the_publisher() -> None:
     assert socket.sent == []
     connection.close()
     assert kernel.hub.subscriber_count == 0
+
+
+def test_broadcasts_reach_every_socket(kernel_factory: Any) -> None:
+    kernel = kernel_factory()
+    with client_for(kernel) as client, client.websocket_connect("/ws?user=alice") as a, \
+            client.websocket_connect("/ws?user=bob") as b:
+        client.get("/api/system_stats", headers={"X-User": "alice"})  # both sockets are registered now
+        portal_emit = kernel.hub.emit
+        portal_emit("NODES_RELOADED", {"success": True, "count": 21})
+        assert a.receive_json() == {"type": "NODES_RELOADED", "payload": {"success": True, "count": 21}}
+        assert b.receive_json() == {"type": "NODES_RELOADED", "payload": {"success": True, "count": 21}}
