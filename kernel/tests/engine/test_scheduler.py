@@ -189,3 +189,26 @@ async def test_failed_run_ends_error_with_a_summary() -> None:
     assert final["errorInfo"]["failedNodes"] == [{"nodeId": "f", "message": "boom"}]
     assert final["errorInfo"]["skippedNodes"] == ["a"]
     assert record.node_status["c"]["status"] == "complete"
+
+
+async def test_shutdown_in_finish_mode_lets_running_runs_complete() -> None:
+    store = MemoryRunStore()
+    scheduler, _ = make(store, on_shutdown="finish", shutdown_timeout=5)
+    async with scheduler.running():
+        prompt_id = await scheduler.submit(sleeper(0.2), ALICE)
+        await anyio.sleep(0.02)
+    record = await store.get(prompt_id)
+    assert record is not None and record.status == "complete"
+
+
+async def test_graceful_restart_drain_reports_cut_off_runs() -> None:
+    scheduler, _ = make(max_concurrent=1)
+    async with scheduler.running():
+        running = await scheduler.submit(sleeper(30), ALICE)
+        queued = await scheduler.submit(sleeper(30), ALICE)
+        await anyio.sleep(0.02)
+        with anyio.fail_after(3):
+            cut = await scheduler.shutdown(mode="interrupt", timeout=2, reason="test restart")
+        assert sorted(cut) == sorted([running, queued])
+        with pytest.raises(SchedulerClosed):
+            await scheduler.submit(quick(), ALICE)
