@@ -148,3 +148,17 @@ def test_serve_refuses_a_bad_configuration(site: Path, workdir: Path) -> None:
     result = cli(site, workdir, "serve", "--port", str(free_port()))
     assert result.returncode == 2
     assert "no auth mode named 'no-such-mode'" in result.stderr
+
+
+def test_served_websocket_uses_the_coalescing_protocol(server: str) -> None:
+    """The real CLI server speaks WebSocket (through the coalescing protocol) and survives bad frames."""
+    import msgspec
+    from websockets.sync.client import connect
+
+    with connect(server.replace("http", "ws") + "/ws", origin="http://localhost:5573") as ws:
+        ws.send("{not json")
+        reply = msgspec.json.decode(ws.recv(timeout=10))
+        assert reply["type"] == "error"
+        ws.send(msgspec.json.encode({"type": "NO_SUCH_TYPE", "payload": {}}).decode())
+        assert msgspec.json.decode(ws.recv(timeout=10))["type"] == "error"
+    assert httpx.get(server + "/healthz").status_code == 200

@@ -18,6 +18,8 @@ __all__ = ["app_factory", "build_config", "main"]
 #: Environment used to hand the effective CLI overrides to a reloading or restarted server.
 OVERRIDES_ENV = "CT_CLI_OVERRIDES"
 CONFIG_ENV = "CT_CONFIG"
+#: The uvicorn WebSocket protocol class that coalesces outgoing frames (see engine/transport.py).
+WS_PROTOCOL = "comfytavern.engine.transport:CoalescingWebSocketProtocol"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +88,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             port=config.server.port,
             reload=True,
             log_config=None,
+            ws=WS_PROTOCOL,
+            ws_per_message_deflate=False,
             access_log=False,
         )
         return 0
@@ -102,6 +106,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             port=config.server.port,
             log_config=None,
             ws_max_size=16 * 1024 * 1024,
+            # Run events are many small frames: write each loop iteration's frames in one call
+            # and skip per-message compression (it costs more than it saves on such frames).
+            ws=WS_PROTOCOL,
+            ws_per_message_deflate=False,
             # comfytavern.logs.RequestContextMiddleware writes the access log (with request ids).
             access_log=False,
             # Long-lived streams (SSE, WebSockets) must not hold a shutdown or restart forever.
