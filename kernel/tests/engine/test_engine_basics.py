@@ -29,7 +29,7 @@ async def test_chain_runs_in_order_with_defaults(run_graph: Any, mk: Any) -> Non
     execution, events = await run_graph(payload)
     assert execution.node_outputs() == {"c": {"value": 2}, "a": {"result": 5}, "m": {"result": 5.0}}
     assert types(events) == ["NODE_EXECUTING", "NODE_COMPLETE", "NODE_YIELD"] * 3
-    assert events[0][1] == {"promptId": "p1", "nodeId": "c"}
+    assert events[0][1] == {"promptId": "p1", "nodeId": "c", "nodeType": "t:Const"}
     assert events[2][1] == {
         "promptId": "p1",
         "sourceNodeId": "c",

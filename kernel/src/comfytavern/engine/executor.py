@@ -208,7 +208,7 @@ class Execution:
             if p.kind == BYPASS or p.kind == BYPASS_STREAM:
                 result = await self._bypass(p, inputs)
             else:
-                self.emit("NODE_EXECUTING", {"promptId": self.prompt_id, "nodeId": p.id})
+                self.emit("NODE_EXECUTING", {"promptId": self.prompt_id, "nodeId": p.id, "nodeType": p.full_type})
                 timeout = self.settings.node_timeout
                 if timeout is None:
                     result = await self._call(p, inputs)

@@ -26,6 +26,7 @@ from comfytavern.engine.groups import expand_groups, has_groups
 from comfytavern.engine.issues import WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.events import EventHub, HubEvent
+from comfytavern.logs import run_context
 from comfytavern.nodes.registry import RegistryHolder
 from comfytavern.storage.runs import FINAL_STATUSES, MemoryRunStore, RunRecord, RunStore
 
@@ -488,7 +489,8 @@ class Scheduler:
             if run.cancel_requested:
                 scope.cancel()
             try:
-                await execution.run()
+                with run_context(run.prompt_id):
+                    await execution.run()
             except Exception as exc:  # noqa: BLE001 - an engine bug must not kill the scheduler
                 log.exception("run %s failed inside the engine", run.prompt_id)
                 status = "error"
