@@ -295,7 +295,9 @@ class Scheduler:
                 except Exception:  # noqa: BLE001 - history must never break runs
                     log.exception("could not save run %s to the history", record.prompt_id)
                 self._written += 1
-                self._written_event.set()
+                # Wake every flusher waiting now, then give later ones a fresh event.
+                written, self._written_event = self._written_event, anyio.Event()
+                written.set()
 
     def _persist(self, record: RunRecord) -> None:
         if self._write_send is None:
@@ -310,7 +312,6 @@ class Scheduler:
         """Wait until every record handed to the writer is stored."""
         target = self._enqueued
         while self._written < target:
-            self._written_event = anyio.Event()
             await self._written_event.wait()
 
     # -- submission ---------------------------------------------------------------------------
