@@ -172,12 +172,18 @@ class DistributedRuns:
 
     async def stopped(self) -> None:
         self.queue.stop_reading()
-        if self._consumer_done is not None and self._consumer_scope is not None:
-            with anyio.move_on_after(STOP_GRACE_SECONDS):
-                await self._consumer_done.wait()
-            self._consumer_scope.cancel()
-        if self._bridge_stop is not None and self._bridge_done is not None:
-            self._bridge_stop.set()
+        try:
+            if self._consumer_done is not None:
+                with anyio.move_on_after(STOP_GRACE_SECONDS):
+                    await self._consumer_done.wait()
+        finally:
+            # Even when the caller's own time limit cuts the wait short, the shielded tasks must
+            # be told to end, or the scheduler's task group would wait for them forever.
+            if self._consumer_scope is not None:
+                self._consumer_scope.cancel()
+            if self._bridge_stop is not None:
+                self._bridge_stop.set()
+        if self._bridge_done is not None:
             with anyio.move_on_after(STOP_GRACE_SECONDS):
                 await self._bridge_done.wait()
         self.scheduler = None

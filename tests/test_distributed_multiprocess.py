@@ -1,0 +1,182 @@
+"""Two server instances and one worker as real processes on loopback, sharing PostgreSQL and Redis.
+
+Submit on A, watch on B (WebSocket), interrupt from B, kill the worker mid-run (the run ends
+``worker_lost``, nothing else is lost), restart it and run again. A and B are web-only
+(``execute: false``), so every run executes in the worker process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from comfytavern.testing_contracts.services import postgres_dsn, postgres_schema, redis_prefix, redis_url
+from comfytavern_distributed.cluster import LocalCluster, node_folder_with_testnodes
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+FINAL = {"complete", "error", "interrupted"}
+PARTS = [f"tok{i} " for i in range(60)]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    with postgres_schema() as schema, redis_prefix() as prefix:
+        root = tmp_path / "cluster"
+        nodes = node_folder_with_testnodes(root)
+        with LocalCluster(
+            root,
+            dsn=postgres_dsn(),
+            schema=schema,
+            redis_url=redis_url(),
+            prefix=prefix,
+            distributed={"lease_seconds": 2.0, "heartbeat_seconds": 0.4, "janitor_seconds": 0.4},
+            node_paths=[nodes],
+        ) as running:
+            try:
+                yield running
+            except BaseException:
+                print(running.logs())
+                raise
+
+
+def sleep_then_stream(seconds: float) -> dict[str, Any]:
+    """A sleep (long enough to subscribe elsewhere) feeding a stream of ``PARTS``."""
+    return {
+        "nodes": [
+            {"id": "sleep", "fullType": "t:Sleep", "inputs": {"seconds": seconds, "value": PARTS}},
+            {"id": "stream", "fullType": "t:Stream", "inputs": {"delay": 0.005}},
+        ],
+        "edges": [
+            {"id": "e1", "sourceNodeId": "sleep", "sourceHandle": "value", "targetNodeId": "stream", "targetHandle": "parts"}
+        ],
+        "metadata": {"workflowName": "multi-process"},
+    }
+
+
+def sleeper(seconds: float) -> dict[str, Any]:
+    return {"nodes": [{"id": "sleep", "fullType": "t:Sleep", "inputs": {"seconds": seconds, "value": 1}}]}
+
+
+def submit(base: str, payload: dict[str, Any]) -> str:
+    response = httpx.post(f"{base}/api/prompt", json=payload, timeout=10)
+    assert response.status_code == 200, response.text
+    return str(response.json()["promptId"])
+
+
+def status(base: str, prompt_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{base}/api/prompt/{prompt_id}", timeout=10)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def wait_status(base: str, prompt_id: str, wanted: set[str], timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        record = status(base, prompt_id)
+        if record["status"] in wanted:
+            return record
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {prompt_id} is {record['status']}, not {wanted}, after {timeout} s")
+        time.sleep(0.05)
+
+
+def ws_send(ws: ClientConnection, type_: str, payload: dict[str, Any]) -> None:
+    ws.send(json.dumps({"type": type_, "payload": payload}))
+
+
+def ws_until_final(ws: ClientConnection, prompt_id: str, timeout: float = 20) -> list[dict[str, Any]]:
+    """Messages of ``prompt_id`` up to and including its final EXECUTION_STATUS_UPDATE."""
+    deadline = time.monotonic() + timeout
+    seen: list[dict[str, Any]] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no final status for {prompt_id} within {timeout} s; saw {[m['type'] for m in seen]}")
+        message = json.loads(ws.recv(timeout=remaining))
+        payload = message.get("payload") or {}
+        if message["type"] == "error":
+            raise AssertionError(f"WebSocket error: {payload}")
+        if payload.get("promptId") != prompt_id:
+            continue
+        seen.append(message)
+        if message["type"] == "EXECUTION_STATUS_UPDATE" and payload.get("status") in FINAL:
+            return seen
+
+
+def test_two_instances_one_worker_share_runs_events_interrupts_and_survive_a_dead_worker(cluster: LocalCluster) -> None:
+    a = cluster.start_server("a")
+    b = cluster.start_server("b")
+    worker = cluster.start_worker("w", concurrency=2)
+
+    with connect(b.ws_url, open_timeout=10) as ws_b:
+        # 1. Submit on A, watch on B: every chunk streamed by the worker reaches B's socket.
+        first = submit(a.url, sleep_then_stream(1.0))
+        ws_send(ws_b, "SUBSCRIBE_PROMPT", {"promptId": first})
+        messages = ws_until_final(ws_b, first)
+        assert messages[-1]["payload"]["status"] == "complete"
+        chunks = [m["payload"]["yieldedContent"] for m in messages if m["type"] == "NODE_YIELD"]
+        text = "".join(c["content"] for c in chunks if c.get("type") == "text_chunk")
+        assert text == "".join(PARTS)
+        assert len(chunks) <= len(PARTS) + 1  # coalesced before crossing the bus (never more)
+        assert {"NODE_EXECUTING", "NODE_COMPLETE"} <= {m["type"] for m in messages}
+        record = status(b.url, first)
+        assert record["status"] == "complete"
+        assert record["outputs"]["stream"]["text"] == "".join(PARTS)
+        assert status(a.url, first) == record
+
+        # 2. Interrupt from B a run submitted on A and executing in the worker.
+        second = submit(a.url, sleeper(60))
+        wait_status(b.url, second, {"running"})
+        ws_send(ws_b, "SUBSCRIBE_PROMPT", {"promptId": second})
+        started = time.monotonic()
+        ws_send(ws_b, "INTERRUPT_REQUEST", {"promptId": second})
+        messages = ws_until_final(ws_b, second, timeout=10)
+        assert messages[-1]["payload"]["status"] == "interrupted"
+        assert time.monotonic() - started < 5
+        assert wait_status(a.url, second, FINAL)["status"] == "interrupted"
+
+        # 3. Kill the worker mid-run: the run ends worker_lost; a run queued meanwhile waits.
+        third = submit(a.url, sleeper(60))
+        wait_status(a.url, third, {"running"})
+        ws_send(ws_b, "SUBSCRIBE_PROMPT", {"promptId": third})
+        worker.kill()
+        messages = ws_until_final(ws_b, third, timeout=15)
+        final = messages[-1]["payload"]
+        assert final["status"] == "error" and final["errorInfo"]["code"] == "worker_lost"
+        lost = status(b.url, third)
+        assert lost["status"] == "error" and lost["errorInfo"]["code"] == "worker_lost"
+        assert lost["nodeStatus"]["sleep"]["status"] == "interrupted"
+        fourth = submit(b.url, sleeper(0.1))
+        time.sleep(1.0)
+        assert status(a.url, fourth)["status"] == "queued"  # nobody executes it, nobody loses it
+        pending = httpx.get(f"{a.url}/api/executions", timeout=10).json()
+        assert fourth in [r["promptId"] for r in pending["pending"]]
+
+    # Nothing else was lost: the earlier runs are intact on both instances.
+    assert status(b.url, first)["outputs"]["stream"]["text"] == "".join(PARTS)
+    assert status(a.url, second)["status"] == "interrupted"
+
+    # 4. Restart the worker: the queued run executes, and new runs run again.
+    cluster.start_worker("w2", concurrency=2)
+    assert wait_status(a.url, fourth, FINAL)["status"] == "complete"
+    fifth = submit(b.url, sleep_then_stream(0.0))
+    done = httpx.get(f"{a.url}/api/prompt/{fifth}", params={"wait": 20}, timeout=30).json()
+    assert done["status"] == "complete" and done["outputs"]["stream"]["text"] == "".join(PARTS)
+    assert status(a.url, third)["status"] == "error"  # the lost run was not re-run
+
+    history = httpx.get(f"{b.url}/api/history", timeout=10)
+    assert history.status_code == 200, history.text
+    assert {first, second, third, fourth, fifth} <= {item["promptId"] for item in history.json()["items"]}
+
+    # Graceful stops: every process exits by itself on SIGTERM (uvicorn re-raises the signal once
+    # it has shut down, hence -15 for the servers; -9 would mean it had to be killed).
+    assert cluster.procs["w2"].stop() == 0
+    assert a.stop() in (0, -15) and b.stop() in (0, -15)
