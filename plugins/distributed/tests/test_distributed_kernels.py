@@ -210,3 +210,57 @@ async def test_disabled_by_default(tmp_path: Path) -> None:
     async with kernel.lifespan():
         assert "run_queue" not in kernel.services
         assert kernel.services["scheduler"].run_queue is None
+
+
+@pytest.mark.anyio
+async def test_runs_the_shared_queue_forgot_are_ended_not_left_queued(tmp_path: Path, prefix: str) -> None:
+    """Redis lost its data (a restart without persistence): stale queued records end queue_lost."""
+    from redis.asyncio import Redis
+
+    shared = SharedRuns()
+    a = build(tmp_path, shared, prefix, "A", execute=False)
+    async with running(a) as sa:
+        old = await sa.submit(payload(0), ALICE)
+        fresh = await sa.submit(payload(0), ALICE)
+        client = Redis.from_url(redis_url())
+        try:
+            await client.delete(f"{prefix}:run:{old}", f"{prefix}:run:{fresh}")
+        finally:
+            await client.aclose()
+        runs = a.services["run_queue"]
+        assert await runs.reconcile(min_age_seconds=3600) == []  # too young: maybe being submitted
+        assert set(await runs.reconcile(min_age_seconds=0)) == {old, fresh}
+        assert await runs.reconcile(min_age_seconds=0) == []
+        record = await sa.get(old, ALICE)
+        assert record is not None and record.status == "error" and record.error_info["code"] == "queue_lost"  # type: ignore[index]
+
+
+def test_status_route_for_admins(tmp_path: Path, prefix: str) -> None:
+    from comfytavern.testing import client_for
+
+    shared = SharedRuns()
+    kernel = build(tmp_path, shared, prefix, "A", execute=False)
+    with client_for(kernel) as client:
+        body = client.get("/api/distributed/status").json()
+    assert body["enabled"] is True and body["instanceId"] == "A" and body["executes"] is False
+    assert body["prefix"] == prefix and body["active"] == [] and isinstance(body["workers"], dict)
+    plain = make_kernel(tmp_path / "plain", storage={"projects": None, "accounts": None, "runs": None})
+    with client_for(plain) as client:
+        assert client.get("/api/distributed/status").json() == {"enabled": False}
+
+
+def test_worker_command_reports_bad_settings_and_unreachable_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from comfytavern_distributed.worker import run_worker
+
+    def kernel(settings: dict[str, Any]) -> Kernel:
+        return make_kernel(tmp_path, storage={"projects": None, "accounts": None, "runs": None},
+                           plugins_config={"settings": {"distributed": settings}})
+
+    args = argparse.Namespace(concurrency=0, worker_id=None)
+    assert run_worker(kernel({}), args) == 2
+    assert "max_concurrency: must be at least 1" in capsys.readouterr().err
+    args = argparse.Namespace(concurrency=2, worker_id="w-1")
+    assert run_worker(kernel({"redis_url": "redis://127.0.0.1:1/0"}), args) == 2
+    assert "cannot start: cannot reach Redis at redis://127.0.0.1:1/0" in capsys.readouterr().err

@@ -42,6 +42,10 @@ SYSTEM = Principal(id="system:distributed", username="distributed", is_admin=Tru
 CACHE_REFRESH_SECONDS = 1.0
 #: How often the executing process publishes a snapshot of each running run (for status queries).
 SNAPSHOT_SECONDS = 0.25
+#: How often the run store is compared with the shared queue (see :meth:`DistributedRuns.reconcile`).
+RECONCILE_SECONDS = 60.0
+#: Runs younger than this are never considered lost by the reconciliation.
+RECONCILE_MIN_AGE_SECONDS = 60.0
 #: Longest wait, at shutdown, for the runs being executed here to be recorded and events sent.
 STOP_GRACE_SECONDS = 10.0
 
@@ -145,6 +149,7 @@ class DistributedRuns:
         await task_group.start(bridge)
         await task_group.start(self.queue.janitor, self)
         task_group.start_soon(self._refresh_loop)
+        task_group.start_soon(self._reconcile_loop)
         if self.execute_here:
             self._consumer_done = anyio.Event()
             self._consumer_scope = anyio.CancelScope(shield=True)
@@ -427,6 +432,59 @@ class DistributedRuns:
                     started_at=None, finished_at=None, worker=None, origin=None, error=None,
                     workflow_id=None, workflow_name=None, snapshot=None,
                 )
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except (RedisError, OSError) as exc:
+                log.warning("could not compare the run store with the shared queue: %s", exc)
+            except Exception:  # noqa: BLE001 - a store hiccup must not stop this process
+                log.exception("could not compare the run store with the shared queue")
+            await anyio.sleep(RECONCILE_SECONDS)
+
+    async def reconcile(self, *, min_age_seconds: float = RECONCILE_MIN_AGE_SECONDS) -> list[str]:
+        """End runs the store still shows queued/running but the shared queue no longer knows
+        (Redis lost its data): they can never run or finish. Returns their ids.
+
+        Only runs older than ``min_age_seconds`` are considered, so a run being submitted right
+        now (its record is stored just before it is queued) is never touched.
+        """
+        store = self._store()
+        horizon = _now_ms() - int(min_age_seconds * 1000)
+        ended: list[str] = []
+        offset, page = 0, 200
+        limit = self.kernel.config.execution.history_size + 1000
+        while offset < limit:
+            records = await store.list(owner_id=None, limit=page, offset=offset)
+            if not records:
+                break
+            offset += len(records)
+            for summary in records:
+                if summary.finished or summary.submitted_at > horizon:
+                    continue
+                if await self.queue.state(summary.prompt_id) is not None:
+                    continue
+                record = await store.get(summary.prompt_id)
+                if record is None or record.finished:
+                    continue
+                error = {
+                    "message": "the shared queue (Redis) lost this run's state, so it cannot run or finish (queue_lost)",
+                    "code": "queue_lost",
+                }
+                await store.save(
+                    msgspec.structs.replace(
+                        record,
+                        status="error",
+                        finished_at=_now_ms(),
+                        error_info=error,
+                        node_status={k: {**v, "status": "interrupted"} if v.get("status") in ("pending", "running") else v
+                                     for k, v in record.node_status.items()},
+                    )
+                )
+                ended.append(record.prompt_id)
+                log.error("run %s: %s", record.prompt_id, error["message"])
+        return ended
 
     async def _refresh_loop(self) -> None:
         while True:
