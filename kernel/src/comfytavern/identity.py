@@ -20,7 +20,7 @@ import time
 import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -319,9 +319,9 @@ class AccountIdentity:
             key_id=key.id,
         )
 
-    def _session_valid(self, session: SessionRecord, now: object) -> bool:
+    def _session_valid(self, session: SessionRecord, now: datetime) -> bool:
         idle = timedelta(minutes=self.settings.session_idle_minutes)
-        return session.expires_at > now and session.last_seen_at + idle > now  # type: ignore[operator]
+        return session.expires_at > now and session.last_seen_at + idle > now
 
     async def from_session(self, token: str) -> Principal | None:
         if len(token) > 256:
