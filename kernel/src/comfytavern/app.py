@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.auth import AuthMiddleware
+from comfytavern.hosts import HostCheckMiddleware, effective_allowed_hosts
 from comfytavern.logs import RequestContextMiddleware
 from comfytavern.metrics import MetricsMiddleware, metrics_for, run_event_metrics
 from comfytavern.http import ApiError, error_response, json_response, route
@@ -156,6 +157,7 @@ def create_app(kernel: Kernel) -> Starlette:
         # Outermost first: request id + access log, then metrics, so both see every response.
         Middleware(RequestContextMiddleware),
         Middleware(MetricsMiddleware, metrics_getter=lambda: metrics_for(kernel)),
+        Middleware(HostCheckMiddleware, allowed=effective_allowed_hosts(cfg)),
         Middleware(BodyLimitMiddleware, max_bytes=cfg.server.max_body_bytes),
         Middleware(
             CORSMiddleware,

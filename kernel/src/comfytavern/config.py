@@ -45,6 +45,10 @@ class ServerConfig(_Section):
     port: int = 3233
     #: Origins allowed by CORS (and by the WebSocket/CSRF Origin checks).
     cors_origins: list[str] = msgspec.field(default_factory=lambda: ["http://localhost:5573"])
+    #: Host names the server answers to (``*`` = any, ``*.example.org`` = sub-domains,
+    #: ``loopback-addresses`` = any loopback IP). ``null``: loopback names when listening on
+    #: loopback, any host otherwise. Defends against DNS rebinding.
+    allowed_hosts: list[str] | None = None
     #: Largest accepted request body in bytes (413 above it).
     max_body_bytes: int = 10 * 1024 * 1024
     #: Seconds allowed for each plugin lifespan to start or stop.
