@@ -1,0 +1,1 @@
+"""Distributed execution benchmark: ``.venv/bin/python -m benchmarks.distributed`` (see docs/benchmarks.md)."""
