@@ -109,3 +109,23 @@ async def test_publish_now_reaches_other_instances_and_the_local_hub(redis: Redi
         assert [e.prompt_id for e in remote] == ["r"]
         await anyio.sleep(0.1)
         assert sub_b.pending() == 0  # A's hub copy was not forwarded a second time
+
+
+@pytest.mark.anyio
+async def test_a_worker_bridge_takes_interrupts_but_not_other_processes_events(redis: Redis, prefix: str) -> None:
+    cancels: list[str] = []
+    async with bridge(redis, prefix, "A") as a, bridge(
+        redis, prefix, "W", receive_events=False, on_cancel=cancels.append
+    ) as w:
+        sub_w = w.hub.subscribe()
+        a.hub.emit("NODE_COMPLETE", {"promptId": "r"}, prompt_id="r", owner_id="u")
+        await a.request_cancel("r")
+        with anyio.fail_after(3):
+            while not cancels:
+                await anyio.sleep(0.01)
+        assert cancels == ["r"]
+        assert sub_w.pending() == 0 and w.received_events == 0
+        # Its own runs' events still go out.
+        sub_a = a.hub.subscribe()
+        w.hub.emit("NODE_COMPLETE", {"promptId": "x"}, prompt_id="x", owner_id="u")
+        assert (await collect(sub_a, 1))[0].prompt_id == "x"

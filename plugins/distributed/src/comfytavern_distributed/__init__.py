@@ -9,6 +9,7 @@ default). See docs/deployment.md.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from starlette.routing import BaseRoute
 
 from comfytavern import CliCommand, hookimpl, json_response, route
 from comfytavern_distributed.settings import DistributedSettings, parse_settings
+
+log = logging.getLogger("comfytavern.distributed")
 
 __all__ = ["RUN_QUEUE_SERVICE", "WORKER_SETTINGS_SERVICE", "settings_of"]
 
@@ -43,7 +46,13 @@ async def _lifespan(kernel: Any) -> AsyncIterator[None]:
         return
     from comfytavern_distributed.service import DistributedRuns
 
-    runs = DistributedRuns(kernel, settings)
+    runs = DistributedRuns(kernel, settings, serves_clients=WORKER_SETTINGS_SERVICE not in kernel.services)
+    if kernel.config.storage.runs in (None, "sqlite"):
+        log.warning(
+            "distributed execution with storage.runs = %r: the run history is not shared between "
+            "instances; use \"postgres\" (docs/deployment.md)",
+            kernel.config.storage.runs,
+        )
     await runs.open()
     if "scheduler" in kernel.services:
         raise RuntimeError("the scheduler started before the distributed plugin's lifespan")

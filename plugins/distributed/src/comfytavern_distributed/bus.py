@@ -68,6 +68,7 @@ class EventBridge:
         max_chars: int,
         on_cancel: CancelHandler | None = None,
         on_remote_event: EventHandler | None = None,
+        receive_events: bool = True,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -76,6 +77,8 @@ class EventBridge:
         self.coalescer = Coalescer(window, max_chars)
         self.on_cancel = on_cancel
         self.on_remote_event = on_remote_event
+        #: A worker serves no clients: it needs interrupts, not other processes' events.
+        self.receive_events = receive_events
         self._republishing = False
         #: Counters for tests and ``system_stats``.
         self.sent_events = 0
@@ -165,7 +168,8 @@ class EventBridge:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.keys.events, self.keys.cancel)
+                channels = [self.keys.events, self.keys.cancel] if self.receive_events else [self.keys.cancel]
+                await pubsub.subscribe(*channels)
                 task_status.started()
                 task_status = anyio.TASK_STATUS_IGNORED
                 delay = 0.2

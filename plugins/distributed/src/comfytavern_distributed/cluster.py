@@ -117,7 +117,17 @@ class LocalCluster:
         self.stop_all()
 
     # -- configuration ---------------------------------------------------------------------
-    def config(self, name: str, *, port: int | None = None, execute: bool = False, **distributed: Any) -> Path:
+    def config(
+        self,
+        name: str,
+        *,
+        port: int | None = None,
+        execute: bool = False,
+        storage: dict[str, Any] | None = None,
+        **distributed: Any,
+    ) -> Path:
+        """Write ``<root>/<name>/config.json``; ``storage`` replaces the shared PostgreSQL storage
+        (e.g. the embedded defaults for a single-process baseline)."""
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         settings = {
@@ -133,7 +143,8 @@ class LocalCluster:
             "server": {"host": "127.0.0.1", "port": port or 3233},
             "data": {"root": str(folder)},
             "nodes": {"custom_paths": [str(p) for p in self.node_paths]},
-            "storage": {
+            "storage": storage
+            or {
                 "projects": "postgres",
                 "accounts": "postgres",
                 "runs": "postgres",
@@ -167,10 +178,20 @@ class LocalCluster:
         return proc
 
     # -- processes -------------------------------------------------------------------------
-    def start_server(self, name: str, *, execute: bool = False, timeout: float = 60.0, **distributed: Any) -> Proc:
-        """``comfytavern serve`` on a free port; returns once ``/readyz`` answers 200."""
+    def start_server(
+        self,
+        name: str,
+        *,
+        execute: bool = False,
+        storage: dict[str, Any] | None = None,
+        timeout: float = 60.0,
+        **distributed: Any,
+    ) -> Proc:
+        """``comfytavern serve`` on a free port; returns once ``/readyz`` answers 200.
+
+        ``enabled=False`` gives a plain single-process server (the in-process engine)."""
         port = free_port()
-        config = self.config(name, port=port, execute=execute, **distributed)
+        config = self.config(name, port=port, execute=execute, storage=storage, **distributed)
         proc = self._spawn(name, ["serve", "--config", str(config)], port)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -82,7 +82,14 @@ def lost_error(worker: str | None) -> dict[str, Any]:
 
 
 class DistributedRuns:
-    def __init__(self, kernel: Kernel, settings: DistributedSettings, *, execute: bool | None = None) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        settings: DistributedSettings,
+        *,
+        execute: bool | None = None,
+        serves_clients: bool = True,
+    ) -> None:
         self.kernel = kernel
         self.settings = settings
         self.instance_id = settings.instance_id or default_instance_id()
@@ -109,6 +116,7 @@ class DistributedRuns:
             max_chars=settings.coalesce_chars,
             on_cancel=self._on_cancel,
             on_remote_event=self._on_remote_event,
+            receive_events=serves_clients,
         )
         self.scheduler: Scheduler | None = None
         self._consumer_done: anyio.Event | None = None
