@@ -103,6 +103,12 @@ async def test_submit_on_a_web_instance_runs_on_the_worker_and_is_watchable(tmp_
         assert text == "".join(parts)
         assert types.count("NODE_YIELD") < len(parts)  # coalesced before crossing the bus
         assert all(e.owner_id == "alice" for e in events)
+        # Like a single server, A announces the queue after the (remote) run ended.
+        with anyio.fail_after(5):
+            update = await sub.receive()
+            while update.type != "SYSTEM_QUEUE_UPDATE":
+                update = await sub.receive()
+        assert set(update.payload) == {"runningExecutions", "pendingExecutions"} and update.owner_id is None
         record = await sa.wait(prompt_id, ALICE, 5)
         assert record is not None and record.status == "complete"
         assert record.outputs["sleep"] == {"value": 1}
@@ -264,3 +270,18 @@ def test_worker_command_reports_bad_settings_and_unreachable_redis(tmp_path: Pat
     args = argparse.Namespace(concurrency=2, worker_id="w-1")
     assert run_worker(kernel({"redis_url": "redis://127.0.0.1:1/0"}), args) == 2
     assert "cannot start: cannot reach Redis at redis://127.0.0.1:1/0" in capsys.readouterr().err
+
+
+def test_worker_command_reports_an_unreachable_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from comfytavern_distributed.worker import run_worker
+
+    kernel = make_kernel(
+        tmp_path,
+        storage={"projects": None, "accounts": None, "runs": "postgres",
+                 "settings": {"postgres": {"dsn": "postgresql://postgres@127.0.0.1:1/x", "timeout": 1}}},
+        plugins_config={"settings": {"distributed": {"redis_url": redis_url()}}},
+    )
+    assert run_worker(kernel, argparse.Namespace(concurrency=None, worker_id=None)) == 2
+    assert "cannot start: cannot connect to PostgreSQL" in capsys.readouterr().err

@@ -414,6 +414,7 @@ class DistributedRuns:
             prompt_id=prompt_id,
             owner_id=record.owner_id,
         )
+        self.kernel.hub.emit("SYSTEM_QUEUE_UPDATE", self.counts())
 
     async def _on_cancel(self, run_id: str) -> None:
         await self.interrupt_run(run_id, "interrupt")
@@ -430,6 +431,8 @@ class DistributedRuns:
             waiter = self._waiters.get(prompt_id)
             if waiter is not None:
                 waiter.set()
+            # As a single server does after every run: the editor shows the queue from it.
+            self.kernel.hub.emit("SYSTEM_QUEUE_UPDATE", self.counts())
         elif status in ("queued", "running"):
             known = self._active.get(prompt_id)
             if known is not None:

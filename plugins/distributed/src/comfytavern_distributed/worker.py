@@ -52,12 +52,10 @@ def run_worker(kernel: Any, args: argparse.Namespace) -> int:
 
 
 async def _serve(kernel: Any) -> int:
-    from comfytavern.kernel import StartupError
-
-    from comfytavern_distributed.service import RedisUnavailable
-
+    started = False
     try:
         async with kernel.lifespan():
+            started = True
             runs = kernel.services["run_queue"]
             print(
                 f"{READY_LINE}: {runs.instance_id}, up to {runs.max_concurrency} runs at once "
@@ -66,7 +64,10 @@ async def _serve(kernel: Any) -> int:
             )
             await _wait_for_stop_signal()
             log.info("worker %s stopping: claiming nothing more, interrupting its runs", runs.instance_id)
-    except (StartupError, ConfigError, RedisUnavailable) as exc:
+    except Exception as exc:  # noqa: BLE001 - any start-up failure is reported plainly
+        if started:
+            raise
+        # Configuration, storage or Redis problems: one line, no traceback, exit code 2.
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     return 0
