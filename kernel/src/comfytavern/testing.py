@@ -72,10 +72,21 @@ def make_kernel(
     )
 
 
+class _LoopbackClient(TestClient):
+    """WebSockets go to the same host as HTTP (Starlette's own default is ``testserver``), so the
+    server's Host-header check sees the same loopback name for both."""
+
+    def websocket_connect(self, url: str, subprotocols: Any = None, **kwargs: Any) -> Any:
+        if "://" not in url:
+            url = str(self.base_url).replace("http", "ws", 1).rstrip("/") + "/" + url.lstrip("/")
+        return super().websocket_connect(url, subprotocols, **kwargs)
+
+
 def client_for(kernel: Kernel, **kwargs: Any) -> TestClient:
-    """A TestClient for the kernel's app; use it in ``with`` so lifespans run."""
+    """A TestClient for the kernel's app on ``http://127.0.0.1:3233``; use it in ``with`` so
+    lifespans run."""
     kwargs.setdefault("base_url", "http://127.0.0.1:3233")
-    return TestClient(create_app(kernel), **kwargs)
+    return _LoopbackClient(create_app(kernel), **kwargs)
 
 
 # -- fake installed distributions -------------------------------------------------------------
