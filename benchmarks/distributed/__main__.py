@@ -109,11 +109,14 @@ async def burst(ws: ClientConnection, count: int, request: str = REQUEST) -> Non
             accepted.add(payload["promptId"])
         elif message["type"] == "error":
             raise RuntimeError(f"server error: {payload}")
-        elif message["type"] == "EXECUTION_STATUS_UPDATE" and payload.get("status") in FINAL:
-            if payload.get("promptId") in accepted:
-                if payload["status"] != "complete":
-                    raise RuntimeError(f"run ended {payload['status']}: {payload}")
-                done += 1
+        elif (
+            message["type"] == "EXECUTION_STATUS_UPDATE"
+            and payload.get("status") in FINAL
+            and payload.get("promptId") in accepted
+        ):
+            if payload["status"] != "complete":
+                raise RuntimeError(f"run ended {payload['status']}: {payload}")
+            done += 1
 
 
 async def throughput(ws_url: str, count: int, request: str) -> float:

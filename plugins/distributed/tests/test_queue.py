@@ -207,7 +207,7 @@ async def test_a_live_worker_keeps_its_lease_beyond_the_lease_time(redis: Redis,
 
 @pytest.mark.anyio
 async def test_a_worker_that_lost_its_lease_cancels_the_run_and_cannot_overwrite(redis: Redis, prefix: str) -> None:
-    worker, janitor = make_queue(redis, prefix, "w"), make_queue(redis, prefix, "j")
+    worker = make_queue(redis, prefix, "w")
     ex = FakeExecutor()
     await worker.submit(job("r1", hang=True))
     async with anyio.create_task_group() as tg:

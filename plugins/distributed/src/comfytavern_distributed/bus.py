@@ -195,8 +195,8 @@ class EventBridge:
             await self._cancel(run_id)
             return
         try:
-            batch = _decoder.decode(data)
-        except (msgspec.DecodeError, TypeError) as exc:
+            batch = _decoder.decode(data if isinstance(data, (bytes, str)) else b"")
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
             log.warning("ignored a malformed message on %s: %s", self.keys.events, exc)
             return
         if batch.origin == self.instance_id:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -200,7 +201,7 @@ _LIST_FIELDS = [
 ]
 
 
-def _state_from_hash(run_id: str, raw: dict[bytes, bytes]) -> RunState | None:
+def _state_from_hash(run_id: str, raw: Mapping[Any, Any]) -> RunState | None:
     if not raw or b"status" not in raw:
         return None
     return RunState(
@@ -250,7 +251,7 @@ class RedisRunQueue:
         self._lost = redis.register_script(_LOST)
         self._interrupt_queued = redis.register_script(_INTERRUPT_QUEUED)
         #: Runs executing in this process -> their stream entry id.
-        self.running: dict[str, bytes] = {}
+        self.running: dict[str, Any] = {}
         self._capacity_changed = anyio.Event()
         #: Runs whose lease this process lost (declared ``worker_lost`` elsewhere).
         self.lost_here: set[str] = set()
@@ -338,8 +339,10 @@ class RedisRunQueue:
         """Executing processes seen within two leases -> seconds since their last heartbeat."""
         now = time.time()
         horizon = _now_ms() - _ms(2 * self.lease_seconds)
-        rows = await self.redis.zrangebyscore(self.keys.workers, horizon, "+inf", withscores=True)
-        return {(_text(k) or ""): round(now - score / 1000, 3) for k, score in rows}
+        rows: list[tuple[Any, float]] = await self.redis.zrangebyscore(  # type: ignore[assignment]
+            self.keys.workers, horizon, "+inf", withscores=True
+        )
+        return {(_text(k) or ""): round(now - float(score) / 1000, 3) for k, score in rows}
 
     # -- executing -------------------------------------------------------------------------
     async def consume(
@@ -394,7 +397,8 @@ class RedisRunQueue:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            for _stream, entries in response or ():
+            streams: list[Any] = response or []  # type: ignore[assignment]
+            for _stream, entries in streams:
                 for entry_id, fields in entries:
                     job = self._decode(entry_id, fields)
                     if job is None:
@@ -404,14 +408,14 @@ class RedisRunQueue:
                     self.running[job.run_id] = entry_id
                     tg.start_soon(self._execute, executor, job, entry_id)
 
-    def _decode(self, entry_id: bytes, fields: dict[bytes, bytes]) -> QueuedRun | None:
+    def _decode(self, entry_id: Any, fields: Mapping[Any, Any] | None) -> QueuedRun | None:
         try:
-            return _job_decoder.decode(fields[b"job"])
-        except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _job_decoder.decode((fields or {})[b"job"])
+        except (KeyError, TypeError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("dropped malformed run-queue entry %s: %s", _text(entry_id), exc)
             return None
 
-    async def _execute(self, executor: Executor, job: QueuedRun, entry_id: bytes) -> None:
+    async def _execute(self, executor: Executor, job: QueuedRun, entry_id: Any) -> None:
         try:
             if self._stopping:
                 await self._requeue(entry_id, job)  # read just as the engine stops: nothing ran
@@ -436,7 +440,7 @@ class RedisRunQueue:
             self.lost_here.discard(job.run_id)
             self._capacity_changed.set()
 
-    async def _finish_run(self, job: QueuedRun, entry_id: bytes, outcome: RunOutcome) -> None:
+    async def _finish_run(self, job: QueuedRun, entry_id: Any, outcome: RunOutcome) -> None:
         done = await self._finish(
             keys=[self.keys.state(job.run_id), self.keys.lease(job.run_id), self.keys.active],
             args=[self.instance_id, outcome.status, _now_ms(), outcome.error or "", self.state_ttl_seconds, job.run_id],
@@ -445,7 +449,7 @@ class RedisRunQueue:
             log.warning("run %s had already been declared %s elsewhere; its result here was not recorded", job.run_id, WORKER_LOST)
         await self._ack(entry_id)
 
-    async def _requeue(self, entry_id: bytes, job: QueuedRun) -> None:
+    async def _requeue(self, entry_id: Any, job: QueuedRun) -> None:
         """Put a delivered but never claimed entry back at the end of the queue (nothing ran)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.stream, {"job": _job_encoder.encode(job)}, maxlen=self.stream_maxlen, approximate=True)
@@ -454,7 +458,7 @@ class RedisRunQueue:
             await pipe.execute()
         log.info("run %s was delivered to a reader that stopped before claiming it; queued again", job.run_id)
 
-    async def _ack(self, entry_id: bytes) -> int:
+    async def _ack(self, entry_id: Any) -> int:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.keys.stream, GROUP, entry_id)
             pipe.xdel(self.keys.stream, entry_id)
@@ -532,7 +536,7 @@ class RedisRunQueue:
         horizon = max(_ms(10 * self.lease_seconds), 60_000)
         for consumer in await self.redis.xinfo_consumers(self.keys.stream, GROUP):
             name = consumer.get("name")
-            if consumer.get("pending", 0) == 0 and consumer.get("idle", 0) > horizon:
+            if name is not None and consumer.get("pending", 0) == 0 and consumer.get("idle", 0) > horizon:
                 await self.redis.xgroup_delconsumer(self.keys.stream, GROUP, name)
         await self.redis.zremrangebyscore(self.keys.workers, "-inf", _now_ms() - horizon)
 

@@ -145,14 +145,14 @@ class DistributedRuns:
     # -- RunQueue (called by the scheduler) ------------------------------------------------
     async def attach(self, scheduler: Scheduler, task_group: TaskGroup) -> None:
         self.scheduler = scheduler
-        self._bridge_stop = anyio.Event()
-        self._bridge_done = anyio.Event()
+        stop = self._bridge_stop = anyio.Event()
+        done = self._bridge_done = anyio.Event()
 
         async def bridge(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
             try:
-                await self.bridge.run(stop=self._bridge_stop, task_status=task_status)
+                await self.bridge.run(stop=stop, task_status=task_status)
             finally:
-                self._bridge_done.set()
+                done.set()
 
         await task_group.start(bridge)
         await task_group.start(self.queue.janitor, self)
