@@ -167,7 +167,15 @@ def test_two_instances_one_worker_share_runs_events_interrupts_and_survive_a_dea
     # 4. Restart the worker: the queued run executes, and new runs run again.
     cluster.start_worker("w2", concurrency=2)
     assert wait_status(a.url, fourth, FINAL)["status"] == "complete"
-    fifth = submit(b.url, sleep_then_stream(0.0))
+    fifth = submit(b.url, sleep_then_stream(0.5))
+    # Server-sent events of a run submitted on B, followed on A while the worker executes it.
+    sse: list[str] = []
+    with httpx.stream("GET", f"{a.url}/api/prompt/{fifth}/events", timeout=30) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                sse.append(line[len("event: "):])
+    assert sse[-1] == "EXECUTION_STATUS_UPDATE" and "NODE_YIELD" in sse
     done = httpx.get(f"{a.url}/api/prompt/{fifth}", params={"wait": 20}, timeout=30).json()
     assert done["status"] == "complete" and done["outputs"]["stream"]["text"] == "".join(PARTS)
     assert status(a.url, third)["status"] == "error"  # the lost run was not re-run

@@ -1,7 +1,14 @@
 """Reusable test material for storage and scale-out backends.
 
-- :mod:`comfytavern.testing_contracts.services`: a private PostgreSQL schema and Redis key prefix per
-  test against the real local servers (failing, never skipping, when a server is down).
+- :mod:`~comfytavern.testing_contracts.accounts`: ``AccountStoreContract``, the behaviour every
+  ``storage.accounts`` backend must have;
+- :mod:`~comfytavern.testing_contracts.projects`: ``ProjectStoreContract`` for ``storage.projects``;
+- :mod:`~comfytavern.testing_contracts.runs`: ``RunStoreContract`` for ``storage.runs``;
+- :mod:`~comfytavern.testing_contracts.services`: a private PostgreSQL schema and Redis key prefix
+  per test against the real local servers (failing, never skipping, when a server is down).
 
-The kernel does not depend on psycopg or redis: those are imported only when a helper is used.
+A backend's tests subclass a contract and provide an async ``store`` fixture yielding an opened,
+empty store; ``tests/test_storage_contracts.py`` runs every contract against every backend in the
+repository. The kernel does not depend on pytest, psycopg or redis: import these modules from tests
+only.
 """
