@@ -266,3 +266,52 @@ def test_registration_hook_that_raises_is_isolated(tmp_path: Path) -> None:
         rows = {row["name"]: row for row in client.get("/kernel/plugins").json()["plugins"]}
     assert rows["faulty"]["status"] == "error"
     assert re.search(r"register_routes raised: ValueError: cannot build routes", rows["faulty"]["error"])
+
+
+def test_lifespan_may_keep_a_task_group_open(tmp_path: Path) -> None:
+    """A plugin's lifespan can run background tasks for the whole life of the server."""
+    ticks: list[int] = []
+
+    class Background:
+        @hookimpl
+        def lifespan(self, kernel: Any) -> Any:
+            @contextlib.asynccontextmanager
+            async def run() -> AsyncIterator[None]:
+                async def tick() -> None:
+                    while True:
+                        ticks.append(1)
+                        await anyio.sleep(0.001)
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(tick)
+                    yield
+                    tg.cancel_scope.cancel()
+
+            return run()
+
+    kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Background()])
+    with client_for(kernel) as client:
+        for _ in range(50):
+            client.get("/healthz")
+            if len(ticks) > 3:
+                break
+        assert len(ticks) > 3
+    stopped = len(ticks)
+    assert stopped == len(ticks)
+
+
+def test_lifespan_failure_at_start_stops_startup(tmp_path: Path) -> None:
+    class Failing:
+        @hookimpl
+        def lifespan(self, kernel: Any) -> Any:
+            @contextlib.asynccontextmanager
+            async def run() -> AsyncIterator[None]:
+                raise RuntimeError("cannot connect to the thing")
+                yield
+
+            return run()
+
+    kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Failing()])
+    with pytest.raises(RuntimeError, match="cannot connect to the thing"):
+        with client_for(kernel):
+            pass

@@ -262,16 +262,32 @@ class Kernel:
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         """Open stores and the auth mode, enter plugin lifespans (LIFO exit), run observers."""
+        try:
+            async with self._lifespan_resources():
+                yield
+        except BaseExceptionGroup as group:
+            # Task groups wrap errors; a start-up failure should read as itself.
+            leaf = _single_leaf(group)
+            if leaf is None:
+                raise
+            raise leaf from None
+
+    @contextlib.asynccontextmanager
+    async def _lifespan_resources(self) -> AsyncIterator[None]:
         timeout = self.config.server.lifespan_timeout_seconds
         async with contextlib.AsyncExitStack() as stack:
             for kind, store in self.storage.items():
                 await _open_resource(stack, store, f"{kind} storage", timeout)
             if self.auth is not None:
                 await _open_resource(stack, self.auth, f"auth mode {self.config.auth.mode!r}", timeout)
-            for info, cm in self.call_each("lifespan", kernel=self):
-                if cm is None:
-                    continue
-                await _enter_bounded(stack, cm, f"plugin {info.name!r} lifespan", timeout)
+            lifespans = [(info, cm) for info, cm in self.call_each("lifespan", kernel=self) if cm is not None]
+            if lifespans:
+                # Each plugin lifespan runs in its own task, so it may keep a task group (or any
+                # cancel scope) open from start-up to shutdown.
+                plugin_tasks = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(plugin_tasks.cancel_scope.cancel)  # runs after every stop below
+                for info, cm in lifespans:
+                    await _start_lifespan(stack, plugin_tasks, cm, f"plugin {info.name!r} lifespan", timeout)
             from comfytavern.engine.scheduler import Scheduler
             from comfytavern.observers import run_observers
 
@@ -310,24 +326,59 @@ async def _open_resource(stack: contextlib.AsyncExitStack, resource: Any, what: 
         stack.push_async_callback(close)
 
 
-async def _enter_bounded(
-    stack: contextlib.AsyncExitStack, cm: contextlib.AbstractAsyncContextManager[Any], what: str, timeout: float
+async def _start_lifespan(
+    stack: contextlib.AsyncExitStack,
+    tasks: Any,
+    cm: contextlib.AbstractAsyncContextManager[Any],
+    what: str,
+    timeout: float,
 ) -> None:
+    """Enter ``cm`` in a task of ``tasks`` (bounded by ``timeout``); stop it when ``stack`` unwinds."""
+
+    async def runner(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        stop, done = anyio.Event(), anyio.Event()
+        entered = False
+        try:
+            async with cm:
+                entered = True
+                task_status.started((stop, done))
+                await stop.wait()
+        except Exception:
+            if not entered:
+                raise
+            log.exception("%s failed while stopping", what)
+        finally:
+            done.set()
+
     try:
         with anyio.fail_after(timeout):
-            await cm.__aenter__()
+            stop, done = await tasks.start(runner)
     except TimeoutError:
         raise StartupError(f"{what} did not start within {timeout} s") from None
 
-    async def exit_(exc_type: Any, exc: Any, tb: Any) -> bool:
+    async def stop_it() -> None:
+        stop.set()
         with anyio.move_on_after(timeout, shield=True) as scope:
-            result = await cm.__aexit__(exc_type, exc, tb)
-            return bool(result)
+            await done.wait()
         if scope.cancelled_caught:
-            log.error("%s did not stop within %s s", what, timeout)
-        return False
+            log.error("%s did not stop within %s s; cancelling it", what, timeout)
 
-    stack.push_async_exit(exit_)
+    stack.push_async_callback(stop_it)
+
+
+def _single_leaf(group: BaseExceptionGroup[Any]) -> BaseException | None:
+    """The only exception inside (nested) groups, or None when there are several."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else None
 
 
 def _normalise_path(path: str) -> str:
