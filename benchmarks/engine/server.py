@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from comfytavern.app import create_app
+from comfytavern.cli import WS_PROTOCOL
 from comfytavern.engine import testnodes
 from comfytavern.testing import make_kernel
 
@@ -20,7 +21,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--ws", default="auto", help="uvicorn WebSocket protocol (auto = what `comfytavern serve` uses)")
+    parser.add_argument(
+        "--ws",
+        default="serve",
+        choices=["serve", "uvicorn-default"],
+        help="serve = the WebSocket settings of `comfytavern serve`; uvicorn-default = uvicorn's own",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     kernel = make_kernel(
@@ -30,9 +36,7 @@ def main() -> None:
         execution={"max_concurrent_workflows": 5, "history_size": 500},
         logging={"level": "WARNING"},
     )
-    ws = args.ws
-    if ws == "coalescing":
-        ws = "comfytavern.engine.transport:CoalescingWebSocketProtocol"
+    serve_settings = args.ws == "serve"
     # The same uvicorn settings as `comfytavern serve` (kernel/src/comfytavern/cli.py).
     config = uvicorn.Config(
         create_app(kernel),
@@ -41,7 +45,8 @@ def main() -> None:
         log_config=None,
         log_level="warning",
         access_log=False,
-        ws=ws,
+        ws=WS_PROTOCOL if serve_settings else "auto",
+        ws_per_message_deflate=not serve_settings,
         ws_max_size=16 * 1024 * 1024,
     )
     uvicorn.Server(config).run()
