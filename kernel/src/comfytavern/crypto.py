@@ -35,6 +35,8 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from comfytavern.files import fsync_dir, write_atomic
+
 __all__ = [
     "CredentialDecryptError",
     "Keyring",
@@ -319,18 +321,9 @@ def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        fsync_dir(path.parent)
         return
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, data, mode=0o600)
 
 
 def _private_dir(folder: Path) -> None:

@@ -39,7 +39,7 @@ from comfytavern.storage.projects import (
     workflow_filename,
 )
 
-from comfytavern_storage_files.atomic import fsync_dir, sweep_temp_files, write_atomic
+from comfytavern.files import fsync_dir, sweep_temp_files, write_atomic
 
 __all__ = ["PROJECT_FILE", "RECYCLE_DIR", "WORKFLOWS_DIR", "FileProjectStore"]
 

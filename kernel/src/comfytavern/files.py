@@ -1,7 +1,7 @@
 """Crash-safe file replacement: a reader (or a restart after ``kill -9``) sees the old file or the
-new one, never a torn mix.
+new one, never a torn mix. One implementation for every plugin that writes files.
 
-Blocking calls only; the store runs them in worker threads.
+Blocking calls only: run them in worker threads (``anyio.to_thread.run_sync``).
 """
 
 from __future__ import annotations
@@ -32,13 +32,17 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Replace ``path`` with ``data``: temp file in the same folder, fsync, rename, fsync folder.
 
     The rename is atomic because the temporary file lives on the same filesystem as the target.
+    The temporary file is created 0600 (``mkstemp``), so a secret is never readable by others,
+    even briefly; ``mode`` sets the final permissions (default: 0600 stays).
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=".part")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
