@@ -1,27 +1,23 @@
-"""The storage contract suites (``comfytavern.testing_contracts``) against every backend in the
-repository: the embedded ones (filesystem projects, SQLite runs; SQLite accounts run the accounts
-contract in plugins/storage-sqlite) and PostgreSQL (one private schema per test). Same tests,
-same expectations."""
+"""The storage contract suites (``comfytavern.testing_contracts``) against PostgreSQL (one private
+schema per test). The embedded backends run the same suites in their own plugin's tests
+(plugins/storage-files: projects; plugins/storage-sqlite: runs and accounts). Same tests, same
+expectations."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from comfytavern.storage.sqlite import SqliteDatabase
 from comfytavern.testing_contracts.accounts import AccountStoreContract
 from comfytavern.testing_contracts.projects import ProjectStoreContract
 from comfytavern.testing_contracts.runs import RunStoreContract
 from comfytavern.testing_contracts.services import postgres_dsn, postgres_schema
-from comfytavern_storage_files import FileProjectStore
 from comfytavern_storage_postgres.accounts import PostgresAccountStore
 from comfytavern_storage_postgres.database import PostgresDatabase, parse_settings
 from comfytavern_storage_postgres.projects import PostgresProjectStore
 from comfytavern_storage_postgres.runs import PostgresRunStore
-from comfytavern_storage_sqlite.runs import SqliteRunStore
 
 
 @pytest.fixture
@@ -44,13 +40,6 @@ async def _opened(store: Any) -> AsyncIterator[Any]:
 
 
 # -- runs ----------------------------------------------------------------------------------------
-class TestSqliteRuns(RunStoreContract):
-    @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[Any]:
-        async for store in _opened(SqliteRunStore(SqliteDatabase(tmp_path / "runs.sqlite"))):
-            yield store
-
-
 class TestPostgresRuns(RunStoreContract):
     @pytest.fixture
     async def store(self, pg_database: PostgresDatabase) -> AsyncIterator[Any]:
@@ -67,14 +56,6 @@ class TestPostgresAccounts(AccountStoreContract):
 
 
 # -- projects ------------------------------------------------------------------------------------
-class TestFilesystemProjects(ProjectStoreContract):
-    @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[Any]:
-        store = FileProjectStore(tmp_path / "projects")
-        await store.open()
-        yield store
-
-
 class TestPostgresProjects(ProjectStoreContract):
     @pytest.fixture
     async def store(self, pg_database: PostgresDatabase) -> AsyncIterator[Any]:

@@ -8,7 +8,7 @@
   per test against the real local servers (failing, never skipping, when a server is down).
 
 A backend's tests subclass a contract and provide an async ``store`` fixture yielding an opened,
-empty store; ``tests/test_storage_contracts.py`` runs every contract against every backend in the
-repository. The kernel does not depend on pytest, psycopg or redis: import these modules from tests
+empty store. The embedded backends run their contracts in their own plugin's tests;
+``tests/test_storage_contracts.py`` runs them against PostgreSQL. The kernel does not depend on pytest, psycopg or redis: import these modules from tests
 only.
 """
