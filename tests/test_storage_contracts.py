@@ -1,5 +1,5 @@
 """The storage contract suites (``comfytavern.testing_contracts``) against PostgreSQL (one private
-schema per test). The embedded backends run the same suites in their own plugin's tests
+schema per test) and the kernel's in-memory run history (``storage.runs: null``). The embedded backends run the same suites in their own plugin's tests
 (plugins/storage-files: projects; plugins/storage-sqlite: runs and accounts). Same tests, same
 expectations."""
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from comfytavern.storage.runs import MemoryRunStore
 from comfytavern.testing_contracts.accounts import AccountStoreContract
 from comfytavern.testing_contracts.projects import ProjectStoreContract
 from comfytavern.testing_contracts.runs import RunStoreContract
@@ -40,6 +41,12 @@ async def _opened(store: Any) -> AsyncIterator[Any]:
 
 
 # -- runs ----------------------------------------------------------------------------------------
+class TestMemoryRuns(RunStoreContract):
+    @pytest.fixture
+    async def store(self) -> MemoryRunStore:
+        return MemoryRunStore()
+
+
 class TestPostgresRuns(RunStoreContract):
     @pytest.fixture
     async def store(self, pg_database: PostgresDatabase) -> AsyncIterator[Any]:

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-__all__ = ["FINAL_STATUSES", "MemoryRunStore", "RunRecord", "RunStatus", "RunStore"]
+__all__ = ["FINAL_STATUSES", "MemoryRunStore", "RunRecord", "RunStatus", "RunStore", "interrupted"]
 
 RunStatus = Literal["queued", "running", "complete", "error", "interrupted"]
 FINAL_STATUSES = frozenset({"complete", "error", "interrupted"})
@@ -110,6 +110,16 @@ class MemoryRunStore:
         changed = 0
         for key, record in list(self._records.items()):
             if not record.finished:
-                self._records[key] = msgspec.structs.replace(record, status="interrupted", finished_at=finished_at)
+                self._records[key] = interrupted(record, finished_at)
                 changed += 1
         return changed
+
+
+def interrupted(record: RunRecord, finished_at: int) -> RunRecord:
+    """The record of a run cut off by a crash: the run and its ``pending``/``running`` nodes
+    become ``interrupted`` (finished nodes keep their status), as every backend must do."""
+    node_status = {
+        node_id: ({**entry, "status": "interrupted"} if entry.get("status") in ("pending", "running") else entry)
+        for node_id, entry in record.node_status.items()
+    }
+    return msgspec.structs.replace(record, status="interrupted", finished_at=finished_at, node_status=node_status)

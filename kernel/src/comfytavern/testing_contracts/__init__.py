@@ -9,6 +9,7 @@
 
 A backend's tests subclass a contract and provide an async ``store`` fixture yielding an opened,
 empty store. The embedded backends run their contracts in their own plugin's tests;
-``tests/test_storage_contracts.py`` runs them against PostgreSQL. The kernel does not depend on pytest, psycopg or redis: import these modules from tests
+``tests/test_storage_contracts.py`` runs them against PostgreSQL and the kernel's in-memory run
+history. The kernel does not depend on pytest, psycopg or redis: import these modules from tests
 only.
 """
