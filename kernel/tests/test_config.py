@@ -53,6 +53,8 @@ def test_env_aliases_and_lists() -> None:
         ({"server": {"prot": 1}}, "unknown field `prot` - at `$.server`"),
         ({"srever": {}}, "unknown field `srever`"),
         ({"execution": {"max_concurrent_workflows": 0}}, "$.execution.max_concurrent_workflows"),
+        ({"execution": {"max_nodes": 0}}, "$.execution.max_nodes: must be positive"),
+        ({"execution": {"max_edges": -1}}, "$.execution.max_edges: must be positive"),
         ({"server": {"port": 70000}}, "$.server.port"),
         ({"plugins": {"disabled": "x"}}, "$.plugins.disabled"),
         ({"logging": {"level": "LOUD"}}, "$.logging.level"),

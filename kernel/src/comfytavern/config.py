@@ -77,6 +77,10 @@ class ExecutionConfig(_Section):
     #: On shutdown or restart: ``interrupt`` running runs, or ``finish`` them (bounded by the timeout).
     on_shutdown: Literal["interrupt", "finish"] = "interrupt"
     shutdown_timeout_seconds: float = 10.0
+    #: Most nodes one run may have (after node groups are expanded); larger payloads get a 422.
+    max_nodes: int = 50_000
+    #: Most edges one run may have (after node groups are expanded); larger payloads get a 422.
+    max_edges: int = 200_000
 
 
 class NodesConfig(_Section):
@@ -157,6 +161,8 @@ def _validate_semantics(cfg: Config) -> None:
             cfg.execution.node_timeout_seconds is None or cfg.execution.node_timeout_seconds > 0,
             "$.execution.node_timeout_seconds: must be positive or null",
         ),
+        (cfg.execution.max_nodes > 0, "$.execution.max_nodes: must be positive"),
+        (cfg.execution.max_edges > 0, "$.execution.max_edges: must be positive"),
         (bool(cfg.auth.mode), "$.auth.mode: must not be empty"),
     ]
     for ok, message in checks:

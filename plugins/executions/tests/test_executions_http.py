@@ -183,6 +183,27 @@ def test_bad_payloads_get_precise_errors_and_the_server_keeps_serving(kernel_fac
         assert client.get("/api/system_stats", headers=ALICE).status_code == 200
 
 
+def test_configured_size_limits_refuse_larger_payloads(kernel_factory: Any) -> None:
+    """``execution.max_nodes`` / ``max_edges`` replace the built-in limits: at the limit runs, over it is a 422."""
+    with client_for(kernel_factory(execution={"max_nodes": 2, "max_edges": 1})) as client:
+        record = client.post("/api/prompt?wait=10", json=chain_payload(), headers=ALICE).json()
+        assert record["status"] == "complete"  # 2 nodes, 1 edge: exactly at the limits
+        three = chain_payload()
+        three["nodes"].append({"id": "x", "fullType": "t:Const", "inputs": {"value": 1}})
+        response = client.post("/api/prompt", json=three, headers=ALICE)
+        assert response.status_code == 422
+        assert response.json()["error"] == "Workflow validation failed: workflow has 3 nodes; the limit is 2"
+        assert response.json()["details"]["errors"] == [
+            {"type": "too_large", "message": "workflow has 3 nodes; the limit is 2"}
+        ]
+        two_edges = chain_payload()
+        two_edges["edges"].append({**two_edges["edges"][0], "id": "e2"})
+        response = client.post("/api/prompt", json=two_edges, headers=ALICE)
+        assert response.status_code == 422
+        assert response.json()["details"]["errors"][0]["message"] == "workflow has 2 edges; the limit is 1"
+        assert client.get("/api/history", headers=ALICE).json()["total"] == 1  # refused runs are not recorded
+
+
 def test_restart_keeps_history_and_records_cut_off_runs(kernel_factory: Any) -> None:
     with client_for(kernel_factory()) as client:
         done = client.post("/api/prompt?wait=10", json=chain_payload(), headers=ALICE).json()["promptId"]

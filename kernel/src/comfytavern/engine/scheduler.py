@@ -189,6 +189,7 @@ class Scheduler:
             max_concurrent=cfg.max_concurrent_workflows,
             history_size=cfg.history_size,
             settings=ExecutionSettings(node_timeout=cfg.node_timeout_seconds),
+            limits=Limits(max_nodes=cfg.max_nodes, max_edges=cfg.max_edges),
             on_shutdown=cfg.on_shutdown,
             shutdown_timeout=cfg.shutdown_timeout_seconds,
             run_queue=kernel.services.get("run_queue"),
