@@ -76,6 +76,13 @@ class RunStoreContract:
         assert await store.get("p1") == done
         assert await store.count(owner_id=None) == 1
 
+    async def test_runs_of_the_same_millisecond_keep_their_first_save_order(self, store: Any) -> None:
+        for n in range(4):
+            await store.save(run_record(f"p{n}", at=T0 + n // 2))  # pairs share a millisecond
+        assert [r.prompt_id for r in await store.list(owner_id=None)] == ["p3", "p2", "p1", "p0"]
+        await store.save(run_record("p2", at=T0 + 1, status="error"))  # an update moves nothing
+        assert [r.prompt_id for r in await store.list(owner_id=None)] == ["p3", "p2", "p1", "p0"]
+
     async def test_list_is_newest_first_per_owner_with_paging_and_summaries(self, store: Any) -> None:
         for index in range(5):
             await store.save(run_record(f"a{index}", "alice", at=T0 + index * 10, outputs={"n": {"v": index}}))

@@ -27,8 +27,6 @@ def _q(sql: str) -> str:
 
 class PostgresDialect:
     tiebreak = "seq"
-    #: A re-saved run takes a fresh ``seq``: same-millisecond runs order by their last save.
-    run_upsert_extra = ", seq = EXCLUDED.seq"
     offset_only = "OFFSET ?"
 
     def __init__(self, db: PostgresDatabase) -> None:

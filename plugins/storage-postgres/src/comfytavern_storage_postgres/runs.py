@@ -1,7 +1,7 @@
 """``storage.runs = "postgres"``: the run history, shared by every instance and worker.
 
 The store logic is :class:`comfytavern.storage.sql.SqlRunStore`; this module holds only the
-schema. ``seq`` orders runs submitted in the same millisecond by their last save.
+schema. ``seq`` orders runs submitted in the same millisecond by their first save, as SQLite does.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ class SqliteDialect:
     """SQLite's placeholders are already ``?``; statements pass through unchanged."""
 
     tiebreak = "rowid"
-    run_upsert_extra = ""
     offset_only = "LIMIT -1 OFFSET ?"
 
     def __init__(self, db: SqliteDatabase) -> None:

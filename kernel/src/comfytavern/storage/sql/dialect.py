@@ -26,8 +26,6 @@ class SqlDialect(Protocol):
 
     #: Column that breaks ties between rows with equal timestamps, in insertion order.
     tiebreak: str
-    #: Extra ``SET`` items for the run upsert (PostgreSQL re-sequences a re-saved run).
-    run_upsert_extra: str
     #: ``OFFSET ?`` without a limit (SQLite needs ``LIMIT -1`` in front).
     offset_only: str
 

@@ -38,7 +38,7 @@ class SqlRunStore:
             "INSERT INTO runs (prompt_id, owner_id, status, submitted_at, finished_at, workflow_id, data)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (prompt_id) DO UPDATE SET owner_id = EXCLUDED.owner_id,"
             " status = EXCLUDED.status, submitted_at = EXCLUDED.submitted_at, finished_at = EXCLUDED.finished_at,"
-            f" workflow_id = EXCLUDED.workflow_id, data = EXCLUDED.data{self.dialect.run_upsert_extra}",
+            " workflow_id = EXCLUDED.workflow_id, data = EXCLUDED.data",
             (
                 record.prompt_id,
                 record.owner_id,
