@@ -20,6 +20,7 @@ What is measured and where it comes from:
 
 from __future__ import annotations
 
+import abc
 import bisect
 import contextlib
 import logging
@@ -85,7 +86,7 @@ def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
-class _Metric:
+class _Metric(abc.ABC):
     kind = ""
 
     def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
@@ -102,8 +103,9 @@ class _Metric:
     def header(self) -> list[str]:
         return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
 
+    @abc.abstractmethod
     def samples(self) -> list[str]:
-        raise NotImplementedError
+        """The exposition lines of this metric's series."""
 
 
 class Counter(_Metric):
