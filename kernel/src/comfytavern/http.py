@@ -31,6 +31,7 @@ __all__ = [
     "route",
     "websocket_route",
     "check_access",
+    "validation_details",
 ]
 
 T = TypeVar("T")
@@ -84,10 +85,11 @@ async def read_json(request: Request, type_: type[T]) -> T:
     try:
         return msgspec.convert(raw, type_)
     except msgspec.ValidationError as exc:
-        raise ApiError(422, "validation failed", _validation_details(exc)) from None
+        raise ApiError(422, "validation failed", validation_details(exc)) from None
 
 
-def _validation_details(exc: msgspec.ValidationError) -> list[dict[str, str]]:
+def validation_details(exc: msgspec.ValidationError | msgspec.DecodeError) -> list[dict[str, str]]:
+    """msgspec's message split into ``[{"path": "$.field", "message": ...}]``."""
     message = str(exc)
     path = "$"
     if " - at `" in message:

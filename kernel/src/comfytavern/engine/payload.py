@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from comfytavern.http import validation_details
+
 __all__ = [
     "ExecutionEdge",
     "ExecutionNode",
@@ -66,15 +68,6 @@ class PayloadError(Exception):
         self.details = details
 
 
-def _details(exc: msgspec.ValidationError | msgspec.DecodeError) -> list[dict[str, str]]:
-    message = str(exc)
-    path = "$"
-    if " - at `" in message:
-        message, _, rest = message.rpartition(" - at `")
-        path = rest.rstrip("`")
-    return [{"path": path, "message": message}]
-
-
 def _normalise(payload: ExecutionPayload) -> ExecutionPayload:
     """Undo the editor's known quirks so the engine sees one shape.
 
@@ -98,7 +91,7 @@ def convert_payload(raw: Any) -> ExecutionPayload:
     try:
         return _normalise(msgspec.convert(raw, ExecutionPayload))
     except msgspec.ValidationError as exc:
-        raise PayloadError("invalid execution payload", _details(exc)) from None
+        raise PayloadError("invalid execution payload", validation_details(exc)) from None
 
 
 def decode_payload(data: bytes | str) -> ExecutionPayload:
@@ -106,6 +99,6 @@ def decode_payload(data: bytes | str) -> ExecutionPayload:
     try:
         return _normalise(msgspec.json.decode(data, type=ExecutionPayload))
     except msgspec.ValidationError as exc:
-        raise PayloadError("invalid execution payload", _details(exc)) from None
+        raise PayloadError("invalid execution payload", validation_details(exc)) from None
     except msgspec.DecodeError as exc:
-        raise PayloadError("malformed JSON", _details(exc)) from None
+        raise PayloadError("malformed JSON", validation_details(exc)) from None
