@@ -26,7 +26,16 @@ from comfytavern.app import create_app
 from comfytavern.config import Config, load_config
 from comfytavern.kernel import Kernel
 
-__all__ = ["NO_STORAGE", "client_for", "make_config", "make_dist", "make_kernel", "on_path"]
+__all__ = [
+    "HEADER_AUTH_MODE",
+    "NO_STORAGE",
+    "client_for",
+    "header_auth_plugin",
+    "make_config",
+    "make_dist",
+    "make_kernel",
+    "on_path",
+]
 
 #: Storage left unconfigured, for tests that need no storage plugin.
 NO_STORAGE: dict[str, Any] = {"projects": None, "accounts": None, "runs": None}
@@ -40,6 +49,56 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+#: The auth mode name registered by :func:`header_auth_plugin`.
+HEADER_AUTH_MODE = "test-header"
+
+
+def header_auth_plugin(
+    *,
+    header: str = "x-user",
+    query_param: str | None = None,
+    admins: Sequence[str] = (),
+    scopes_header: str | None = None,
+) -> Any:
+    """A plugin with the auth mode ``test-header``, for acting as several users in tests.
+
+    The user is the ``header`` value (or, when given, the ``query_param`` — handy for WebSockets);
+    users in ``admins`` are administrators; a ``scopes_header`` (comma-separated) makes the caller
+    an API key with those scopes. No user means unauthenticated. Select it with
+    ``auth={"mode": HEADER_AUTH_MODE}``. Never install it in a real server.
+    """
+    from starlette.requests import HTTPConnection
+
+    from comfytavern.auth import Principal
+    from comfytavern.hookspecs import hookimpl
+    from comfytavern.records import AuthMode
+
+    class HeaderAuth:
+        name = HEADER_AUTH_MODE
+
+        async def authenticate(self, conn: HTTPConnection) -> Principal | None:
+            user = conn.headers.get(header) or (conn.query_params.get(query_param) if query_param else None)
+            if not user:
+                return None
+            scopes = conn.headers.get(scopes_header) if scopes_header else None
+            if scopes is not None:
+                granted = frozenset(s for s in scopes.split(",") if s)
+                return Principal(id=user, username=user, via="key", scopes=granted)
+            return Principal(id=user, username=user, is_admin=user in admins, via="session")
+
+        def routes(self) -> list[Any]:
+            return []
+
+    class HeaderAuthPlugin:
+        name = "test-header-auth"
+
+        @hookimpl
+        def register_auth_modes(self, kernel: Any) -> list[AuthMode]:
+            return [AuthMode(HEADER_AUTH_MODE, factory=lambda kernel, settings: HeaderAuth())]
+
+    return HeaderAuthPlugin()
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:

@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute
 from starlette.testclient import TestClient
 
-from comfytavern import AuthMode, Principal, hookimpl
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for, make_config
+from comfytavern.testing import client_for, header_auth_plugin, make_config
 
 
-class HeaderAuth:
+def header_auth() -> Any:
     """``X-User: alice`` is user alice; ``X-Scopes: a,b`` makes it an API key with those scopes."""
-
-    name = "test-header"
-
-    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        user = conn.headers.get("x-user")
-        if not user:
-            return None
-        scopes = conn.headers.get("x-scopes")
-        if scopes is None:
-            return Principal(id=user, username=user, via="session")
-        return Principal(id=user, username=user, via="key", scopes=frozenset(s for s in scopes.split(",") if s))
-
-    def routes(self) -> Sequence[BaseRoute]:
-        return []
-
-
-class HeaderAuthPlugin:
-    name = "test-header-auth"
-
-    @hookimpl
-    def register_auth_modes(self, kernel: Any) -> list[AuthMode]:
-        return [AuthMode("test-header", factory=lambda kernel, settings: HeaderAuth())]
+    return header_auth_plugin(scopes_header="x-scopes")
 
 
 def kernel_for(tmp_path: Path, **overrides: Any) -> Kernel:
@@ -50,7 +26,7 @@ def kernel_for(tmp_path: Path, **overrides: Any) -> Kernel:
         auth={"mode": "test-header"},
         **overrides,
     )
-    return Kernel(config, plugins=[HeaderAuthPlugin()])
+    return Kernel(config, plugins=[header_auth()])
 
 
 @pytest.fixture

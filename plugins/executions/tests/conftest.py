@@ -5,13 +5,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute
 
-from comfytavern import AuthMode, Principal, hookimpl
 from comfytavern.engine import testnodes
 from comfytavern.kernel import Kernel
-from comfytavern.testing import make_config
+from comfytavern.testing import header_auth_plugin, make_config
 
 
 @pytest.fixture
@@ -19,28 +16,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class HeaderAuth:
-    """Test auth mode: the user is the ``X-User`` header (or ``?user=`` on a WebSocket);
-    ``root`` is an administrator; no user means unauthenticated."""
-
-    name = "test-header"
-
-    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        user = conn.headers.get("x-user") or conn.query_params.get("user")
-        if not user:
-            return None
-        return Principal(id=user, username=user, is_admin=user == "root", via="session")
-
-    def routes(self) -> Sequence[BaseRoute]:
-        return []
-
-
-class HeaderAuthPlugin:
-    name = "test-header-auth"
-
-    @hookimpl
-    def register_auth_modes(self, kernel: Any) -> list[AuthMode]:
-        return [AuthMode("test-header", factory=lambda kernel, settings: HeaderAuth())]
+def header_auth() -> Any:
+    """The user is the ``X-User`` header (or ``?user=`` on a WebSocket); ``root`` is an administrator."""
+    return header_auth_plugin(query_param="user", admins=("root",))
 
 
 KernelFactory = Callable[..., Kernel]
@@ -62,6 +40,6 @@ def kernel_factory(tmp_path: Path) -> KernelFactory:
                 config[key] = {**config[key], **value}
             else:
                 config[key] = value
-        return Kernel(make_config(tmp_path, **config), plugins=[HeaderAuthPlugin()], node_packs=[testnodes, *node_packs])
+        return Kernel(make_config(tmp_path, **config), plugins=[header_auth()], node_packs=[testnodes, *node_packs])
 
     return build

@@ -4,40 +4,21 @@ isolation (a second user through an in-test auth mode) and the traversal table."
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute
 from starlette.testclient import TestClient
 
-from comfytavern import AuthMode, Principal, hookimpl
 from comfytavern.app import create_app
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for
+from comfytavern.testing import client_for, header_auth_plugin
 
 
-class HeaderAuth:
-    """Whoever the ``X-Test-User`` header names (tests only)."""
-
-    name = "test-header"
-
-    async def authenticate(self, conn: HTTPConnection) -> Principal | None:
-        user = conn.headers.get("x-test-user")
-        return Principal(id=user, username=user, via="session") if user else None
-
-    def routes(self) -> Sequence[BaseRoute]:
-        return []
-
-
-class HeaderAuthPlugin:
-    name = "test-header-auth"
-
-    @hookimpl
-    def register_auth_modes(self, kernel: Any) -> list[AuthMode]:
-        return [AuthMode("test-header", factory=lambda kernel, settings: HeaderAuth())]
+def header_auth() -> Any:
+    """Whoever the ``X-Test-User`` header names."""
+    return header_auth_plugin(header="x-test-user")
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -48,7 +29,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def test_users_are_isolated(tmp_path: Path, new_kernel: Callable[..., Kernel]) -> None:
-    kernel = new_kernel(tmp_path, plugins=[HeaderAuthPlugin()], auth={"mode": "test-header"})
+    kernel = new_kernel(tmp_path, plugins=[header_auth()], auth={"mode": "test-header"})
     alice, bob = {"X-Test-User": "alice"}, {"X-Test-User": "bob"}
     with client_for(kernel) as client:
         assert client.get("/api/projects").status_code == 401
