@@ -8,6 +8,7 @@ import os
 import stat
 from pathlib import Path
 
+import anyio
 import pytest
 
 from comfytavern.crypto import (
@@ -134,3 +135,21 @@ def test_secrets_from_the_environment(tmp_path: Path) -> None:
     explicit = ServerSecrets(tmp_path / "unused", environ={"CT_MASTER_KEY_FILE": str(tmp_path / "elsewhere.key")})
     explicit.keyring_sync()
     assert (tmp_path / "elsewhere.key").exists()
+
+
+@pytest.mark.anyio
+async def test_concurrent_verification_with_production_parameters_never_freezes() -> None:
+    """Ten parallel logins with the default cost (4 lanes) all finish; multi-lane Argon2id froze
+    when two threads derived at once."""
+    hasher = PasswordHasher()  # production defaults: 64 MiB, 3 passes, 4 lanes
+    encoded = hasher.hash_sync("correct horse")
+    results: list[bool] = []
+
+    async def login() -> None:
+        results.append(await hasher.verify("correct horse", encoded))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(login)
+    assert results == [True] * 10

@@ -76,6 +76,12 @@ def normalise_password(password: str) -> bytes:
     return unicodedata.normalize("NFKC", password).encode("utf-8")
 
 
+#: OpenSSL's multi-lane Argon2id deadlocks when two threads derive at once (lanes > 1, seen with
+#: cryptography + OpenSSL here: both calls never return). Every derivation in the process holds
+#: this lock, so concurrent logins queue instead of freezing.
+_ARGON2_LOCK = threading.Lock()
+
+
 class PasswordHasher:
     """Argon2id with fixed parameters; ``needs_rehash`` tells when a stored hash is outdated.
 
@@ -105,7 +111,9 @@ class PasswordHasher:
         )
 
     def hash_sync(self, password: str) -> str:
-        return str(self._kdf().derive_phc_encoded(normalise_password(password)))
+        kdf = self._kdf()
+        with _ARGON2_LOCK:
+            return str(kdf.derive_phc_encoded(normalise_password(password)))
 
     def verify_sync(self, password: str, encoded: str | None) -> bool:
         """True when ``password`` matches; an unknown user (``None``) costs the same time."""
@@ -121,12 +129,14 @@ class PasswordHasher:
             if self._dummy is None:
                 self._dummy = self.hash_sync(secrets.token_urlsafe(16))
             try:
-                Argon2id.verify_phc_encoded(candidate, self._dummy)
+                with _ARGON2_LOCK:
+                    Argon2id.verify_phc_encoded(candidate, self._dummy)
             except (InvalidKey, ValueError):
                 pass
             return False
         try:
-            Argon2id.verify_phc_encoded(candidate, encoded)
+            with _ARGON2_LOCK:
+                Argon2id.verify_phc_encoded(candidate, encoded)
         except (InvalidKey, ValueError):
             return False
         return True
