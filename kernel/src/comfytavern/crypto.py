@@ -86,8 +86,9 @@ class PasswordHasher:
     """Argon2id with fixed parameters; ``needs_rehash`` tells when a stored hash is outdated.
 
     Defaults are RFC 9106's second recommendation (64 MiB, 3 passes, 4 lanes). Hashing is slow on
-    purpose, so the async methods run it in a worker thread under a limiter of two, which bounds
-    the memory concurrent logins can take.
+    purpose, so the async methods run it in a worker thread; ``_ARGON2_LOCK`` lets one derivation
+    run at a time (which also bounds the memory concurrent logins take), and the limiter of one
+    keeps waiting logins out of worker threads.
     """
 
     def __init__(self, *, memory_kib: int = 65536, iterations: int = 3, lanes: int = 4) -> None:
@@ -146,7 +147,7 @@ class PasswordHasher:
 
     def _limiter_for_loop(self) -> anyio.CapacityLimiter:
         if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(2)
+            self._limiter = anyio.CapacityLimiter(1)
         return self._limiter
 
     async def hash(self, password: str) -> str:
