@@ -48,7 +48,8 @@ class RunQueue(Protocol):
         left and end the background tasks."""
 
     async def enqueue(self, record: RunRecord, payload: ExecutionPayload, user: Principal) -> None:
-        """Queue an accepted run (``record`` is its ``queued`` record). Raising marks the run failed."""
+        """Queue an accepted run (``record`` is its ``queued`` record, already in the run store).
+        Raising marks the run failed."""
 
     async def get(self, prompt_id: str) -> RunRecord | None:
         """The current record of a run not executing in this process, or ``None`` when the shared

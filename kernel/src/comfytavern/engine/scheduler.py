@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from comfytavern.engine.queue import RunQueue
     from comfytavern.kernel import Kernel
 
-__all__ = ["ActiveRun", "Scheduler", "SchedulerClosed", "new_prompt_id"]
+__all__ = ["ActiveRun", "RunNotRecorded", "Scheduler", "SchedulerClosed", "new_prompt_id"]
 
 log = logging.getLogger("comfytavern.scheduler")
 
@@ -56,6 +56,16 @@ def _now_ms() -> int:
 
 class SchedulerClosed(RuntimeError):
     """The server is shutting down and accepts no new runs."""
+
+
+class RunNotRecorded(SchedulerClosed):
+    """The run store did not take a new run's record, so the run is refused: a ``promptId`` is
+    handed out only once its record would survive a crash (callers answer it like a closed
+    scheduler, 503)."""
+
+
+#: Longest wait for the store to take a new run's record before the run is refused.
+ACCEPT_RECORD_TIMEOUT = 30.0
 
 
 class ActiveRun:
@@ -309,6 +319,21 @@ class Scheduler:
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             log.error("run history writer is saturated; run %s not saved", record.prompt_id)
 
+    async def _record_accepted(self, record: RunRecord, *, refuse: bool = True) -> None:
+        """Store a new run's first record now, before its id is acknowledged to anybody.
+
+        Written directly, not through the history writer: the writer's queue may hold many
+        records, and an id must not wait for all of them. Raises :class:`RunNotRecorded` (with
+        ``refuse``) when the store fails or does not answer within ``ACCEPT_RECORD_TIMEOUT``.
+        """
+        try:
+            with anyio.fail_after(ACCEPT_RECORD_TIMEOUT):
+                await self.store.save(record)
+        except Exception as exc:  # noqa: BLE001 - any store failure means the id cannot be given
+            log.exception("could not record new run %s; it is refused", record.prompt_id)
+            if refuse:
+                raise RunNotRecorded("the run history is unavailable; the run was not accepted") from exc
+
     async def flush(self) -> None:
         """Wait until every record handed to the writer is stored."""
         target = self._enqueued
@@ -355,9 +380,17 @@ class Scheduler:
         except WorkflowInvalid as exc:
             if reject_invalid:
                 raise
-            self._reject(prompt_id, payload, user, source, exc, on_accepted)
+            await self._reject(prompt_id, payload, user, source, exc, on_accepted)
             return prompt_id
         run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        # Stored before anything acknowledges it (the caller's answer, ``on_accepted``, any
+        # event): an id handed out must survive a crash. The run is not visible here yet, so no
+        # later record of it can be overtaken by this one.
+        await self._record_accepted(run.record())
+        if self._closing or self._tg is None:
+            run.status, run.finished_at = "interrupted", _now_ms()
+            await self._record_accepted(run.record(), refuse=False)
+            raise SchedulerClosed("the server is shutting down")
         if self.run_queue is not None:
             await self._enqueue(run, payload, on_accepted)
             return prompt_id
@@ -375,7 +408,7 @@ class Scheduler:
     async def _enqueue(
         self, run: ActiveRun, payload: ExecutionPayload, on_accepted: Callable[[str], None] | None
     ) -> None:
-        """Hand an accepted run to the shared queue (its ``queued`` record is stored first, so no
+        """Hand an accepted run to the shared queue (its ``queued`` record is already stored, so no
         later record written by the executing process can be overwritten by it)."""
         assert self.run_queue is not None
         if on_accepted is not None:
@@ -398,8 +431,7 @@ class Scheduler:
         try:
             graph = await self.prepare(payload, user)
         except WorkflowInvalid as exc:
-            self._reject(prompt_id, payload, user, source, exc, None)
-            await self.flush()
+            await self._reject(prompt_id, payload, user, source, exc, None)
             return self._recent[prompt_id]
         run = ActiveRun(prompt_id, user, graph, source, self.hub)
         run.submitted_at = submitted_at
@@ -409,7 +441,7 @@ class Scheduler:
         await self.flush()
         return self._recent.get(prompt_id) or run.record()
 
-    def _reject(
+    async def _reject(
         self,
         prompt_id: str,
         payload: ExecutionPayload,
@@ -418,34 +450,13 @@ class Scheduler:
         exc: WorkflowInvalid,
         on_accepted: Callable[[str], None] | None,
     ) -> None:
-        if on_accepted is not None:
-            on_accepted(prompt_id)
         owner_id = user.id
         now = _now_ms()
         by_node: dict[str, list[str]] = {}
         for issue in exc.issues:
             if issue.node_id is not None:
                 by_node.setdefault(issue.node_id, []).append(issue.message)
-        for node_id, messages in by_node.items():
-            message = "; ".join(messages)
-            self.hub.emit(
-                "NODE_ERROR",
-                {
-                    "promptId": prompt_id,
-                    "nodeId": node_id,
-                    "errorDetails": message,
-                    "errorInfo": {"message": message, "type": "ValidationError"},
-                },
-                prompt_id=prompt_id,
-                owner_id=owner_id,
-            )
         error_info = {"message": exc.message, **exc.details()}
-        self.hub.emit(
-            "EXECUTION_STATUS_UPDATE",
-            {"promptId": prompt_id, "status": "error", "errorInfo": error_info},
-            prompt_id=prompt_id,
-            owner_id=owner_id,
-        )
         workflow_id = payload.workflow_id or payload.metadata.get("workflowId")
         name = payload.metadata.get("workflowName")
         record = RunRecord(
@@ -461,8 +472,30 @@ class Scheduler:
             node_status={node_id: {"status": "error", "error": "; ".join(m)} for node_id, m in by_node.items()},
             error_info=error_info,
         )
+        # Its only record, stored before the id is handed out (as for any accepted run).
+        await self._record_accepted(record)
         self._remember(record)
-        self._persist(record)
+        if on_accepted is not None:
+            on_accepted(prompt_id)
+        for node_id, messages in by_node.items():
+            message = "; ".join(messages)
+            self.hub.emit(
+                "NODE_ERROR",
+                {
+                    "promptId": prompt_id,
+                    "nodeId": node_id,
+                    "errorDetails": message,
+                    "errorInfo": {"message": message, "type": "ValidationError"},
+                },
+                prompt_id=prompt_id,
+                owner_id=owner_id,
+            )
+        self.hub.emit(
+            "EXECUTION_STATUS_UPDATE",
+            {"promptId": prompt_id, "status": "error", "errorInfo": error_info},
+            prompt_id=prompt_id,
+            owner_id=owner_id,
+        )
         self.hub.emit("SYSTEM_QUEUE_UPDATE", self.queue_counts())
 
     def _start(self, run: ActiveRun) -> None:

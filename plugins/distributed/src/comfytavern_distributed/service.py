@@ -202,8 +202,8 @@ class DistributedRuns:
         self.scheduler = None
 
     async def enqueue(self, record: RunRecord, payload: ExecutionPayload, user: Principal) -> None:
-        store = self._store()
-        await store.save(record)
+        # The scheduler stored ``record`` before acknowledging the run, so a run the shared
+        # queue hands out always has a record the executing process's records replace.
         job = QueuedRun(
             run_id=record.prompt_id,
             owner_id=user.id,
