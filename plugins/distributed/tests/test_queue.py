@@ -25,6 +25,7 @@ class FakeExecutor:
         self.max_concurrent = 0
         self.gates: dict[str, anyio.Event] = {}
         self.scopes: dict[str, anyio.CancelScope] = {}
+        self.ended_runs: list[str] = []
 
     async def execute(self, job: QueuedRun) -> RunOutcome:
         self.started.append(job.run_id)
@@ -48,6 +49,9 @@ class FakeExecutor:
 
     async def record_lost(self, job: QueuedRun, state: RunState) -> None:
         self.lost.append((job.run_id, state))
+
+    async def ended(self, run_id: str) -> None:
+        self.ended_runs.append(run_id)
 
 
 def make_queue(redis: Redis, prefix: str, name: str, **kw: Any) -> RedisRunQueue:

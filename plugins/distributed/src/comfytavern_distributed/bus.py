@@ -9,6 +9,11 @@ never sent back (the hub subscription ignores them while they are being publishe
 Interrupts travel on ``<prefix>:cancel`` as plain run ids; every process receives them and the
 one executing the run cancels it.
 
+The final status event of a run executing here is held back (:meth:`EventBridge.hold`) until
+the run's final record is stored and its shared state is final (:meth:`EventBridge.release`):
+a client that reads the run on another instance the moment it sees ``complete`` gets the final
+record, never ``running``.
+
 Pub/sub is at-most-once: a client that reconnects resyncs from the REST status, which is backed by
 the shared state (Redis) and the shared run store.
 """
@@ -39,6 +44,8 @@ log = logging.getLogger("comfytavern.distributed.bus")
 
 #: Events buffered between the hub and the publisher; past this the bridge drops and logs.
 OUTBOUND_BUFFER = 100_000
+#: Run statuses after which a run emits nothing more.
+FINAL_STATUSES = frozenset({"complete", "error", "interrupted"})
 
 
 class BusMessage(msgspec.Struct, array_like=True):
@@ -83,6 +90,13 @@ class EventBridge:
         #: Counters for tests and ``system_stats``.
         self.sent_events = 0
         self.received_events = 0
+        #: Runs executing here whose final status event waits for :meth:`release`.
+        self._holding: set[str] = set()
+        #: Final status events held back, by run id.
+        self._held: dict[str, HubEvent] = {}
+        #: One publisher at a time, in arrival order, so a released final event never
+        #: overtakes the run's earlier events that the forward loop is publishing.
+        self._send_lock = anyio.Lock()
 
     # -- public ----------------------------------------------------------------------------
     async def run(
@@ -119,9 +133,38 @@ class EventBridge:
             self._republish(batch)
         await self._send(batch)
 
+    def hold(self, run_id: str) -> None:
+        """Keep the final status event of ``run_id`` (executing here) off the bus until :meth:`release`."""
+        self._holding.add(run_id)
+
+    async def release(self, run_id: str) -> None:
+        """The run's final record and shared state are written: publish its final event now (or,
+        if the hub has not handed it to the bridge yet, as soon as it does)."""
+        self._holding.discard(run_id)
+        event = self._held.pop(run_id, None)
+        if event is not None:
+            await self._send([event])
+
     # -- outbound --------------------------------------------------------------------------
     def _accept(self, event: HubEvent) -> bool:
         return event.prompt_id is not None and not self._republishing
+
+    def _add(self, event: HubEvent, now: float) -> list[HubEvent]:
+        """What to publish now for ``event``: the coalescer's answer, minus a held final event
+        (the run's earlier events still go now, ahead of it)."""
+        out = self.coalescer.add(event, now)
+        run_id = event.prompt_id
+        if (
+            run_id is not None
+            and run_id in self._holding
+            and event.type == "EXECUTION_STATUS_UPDATE"
+            and isinstance(event.payload, dict)
+            and event.payload.get("status") in FINAL_STATUSES
+            and out
+            and out[-1] is event  # a status event is never merged: it comes back last
+        ):
+            self._held[run_id] = out.pop()
+        return out
 
     async def _forward(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         subscription = self.hub.subscribe(max_buffer=OUTBOUND_BUFFER, accept=self._accept)
@@ -137,9 +180,9 @@ class EventBridge:
                     now = time.monotonic()
                     ready = self.coalescer.due(now)
                     if event is not None:
-                        ready += self.coalescer.add(event, now)
+                        ready += self._add(event, now)
                     while (extra := subscription.get_nowait()) is not None:
-                        ready += self.coalescer.add(extra, now)
+                        ready += self._add(extra, now)
                     if ready:
                         await self._send(ready)
             except anyio.EndOfStream:
@@ -150,17 +193,23 @@ class EventBridge:
                 while (extra := subscription.get_nowait()) is not None:
                     rest += self.coalescer.add(extra, now)
                 rest += self.coalescer.drain()
+                # Stopping: nothing is left to wait for.
+                rest += self._held.values()
+                self._held.clear()
+                self._holding.clear()
                 if rest:
                     with anyio.move_on_after(2, shield=True):
                         await self._send(rest)
 
     async def _send(self, events: list[HubEvent]) -> None:
         message = BusMessage(self.instance_id, [(e.type, e.payload, e.prompt_id, e.owner_id) for e in events])
-        try:
-            await self.redis.publish(self.keys.events, _encoder.encode(message))
-            self.sent_events += len(events)
-        except RedisError as exc:
-            log.warning("could not publish %d run event(s) to Redis: %s", len(events), exc)
+        data = _encoder.encode(message)
+        async with self._send_lock:
+            try:
+                await self.redis.publish(self.keys.events, data)
+                self.sent_events += len(events)
+            except RedisError as exc:
+                log.warning("could not publish %d run event(s) to Redis: %s", len(events), exc)
 
     # -- inbound ---------------------------------------------------------------------------
     async def _receive(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

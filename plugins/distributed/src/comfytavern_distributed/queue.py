@@ -10,7 +10,7 @@ can never both "own" a transition):
    TTL of ``lease_seconds``. A run interrupted while queued is not claimed; its entry is acknowledged.
 3. While it runs, one heartbeat task per process renews the leases of all its runs.
 4. ``finish`` (only by the lease holder): ``running -> complete|error|interrupted``, lease deleted,
-   entry acknowledged and deleted.
+   entry acknowledged and deleted; then :meth:`Executor.ended` (the run's final event goes out).
 5. The janitor (in every process) looks at entries delivered longer than a lease ago and still
    unacknowledged. If the lease is gone, the worker died: the run becomes ``error`` with reason
    ``worker_lost``; it is **not** re-run (node calls such as LLM requests cost money and are not
@@ -107,6 +107,10 @@ class Executor(Protocol):
 
     async def record_lost(self, job: QueuedRun, state: RunState) -> None:
         """Persist and announce a run that ended ``worker_lost`` (called by exactly one janitor)."""
+
+    async def ended(self, run_id: str) -> None:
+        """Called after :meth:`execute` once the run's shared state is final (or could not be
+        made so): its final event may now be published to other processes."""
 
 
 _job_encoder = msgspec.json.Encoder()
@@ -439,6 +443,8 @@ class RedisRunQueue:
             self.running.pop(job.run_id, None)
             self.lost_here.discard(job.run_id)
             self._capacity_changed.set()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await executor.ended(job.run_id)
 
     async def _finish_run(self, job: QueuedRun, entry_id: Any, outcome: RunOutcome) -> None:
         done = await self._finish(

@@ -325,6 +325,9 @@ class DistributedRuns:
         if scheduler is None:
             return RunOutcome(status="error", error="the engine of this process is not running")
         request = msgspec.convert(job.request, JobRequest)
+        # Other instances learn that the run ended only once its final record is stored and its
+        # shared state is final (:meth:`ended`), so none of them can answer ``running`` after it.
+        self.bridge.hold(job.run_id)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._snapshot_loop, scheduler, job.run_id)
             try:
@@ -346,6 +349,9 @@ class DistributedRuns:
             )
         error = record.error_info.get("message") if record.error_info else None
         return RunOutcome(status=record.status, error=str(error) if error else None)
+
+    async def ended(self, run_id: str) -> None:
+        await self.bridge.release(run_id)
 
     async def interrupt_run(self, run_id: str, reason: str) -> None:
         """Interrupt a run if it executes here (an interrupt request, or its lease was lost)."""
