@@ -93,6 +93,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
         )
         return 0
+    from comfytavern import handoff
+
+    # After a restart: the previous process's listening sockets, answered by a stand-in until
+    # this process serves on them (see comfytavern.handoff).
+    sockets = handoff.adopt(config.server.host, config.server.port)
+    holder: dict[str, Any] = {}
+    stand_in = (
+        handoff.StandIn(sockets, until=lambda: bool(getattr(holder.get("server"), "started", False))).start()
+        if sockets
+        else None
+    )
     try:
         kernel = Kernel(config)
     except (StartupError, ConfigError) as exc:
@@ -117,11 +128,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     )
     kernel.services["uvicorn_server"] = server
+    holder["server"] = server
     from comfytavern.restart import RestartController
 
     # POST /api/server/restart uses it; it sets "restart_requested" (called below) when claimed.
     kernel.services["restart"] = RestartController(kernel, server)
-    server.run()
+    if sockets:
+        addresses = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets)
+        handoff.log.info("serving on the listening socket(s) kept across the restart: %s", addresses)
+        server.run(sockets=sockets)
+    else:
+        server.run()
+    if stand_in is not None:
+        stand_in.stop()
     restart = kernel.services.get("restart_requested")
     if restart:
         restart()

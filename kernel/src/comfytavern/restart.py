@@ -5,12 +5,15 @@ Sequence, after the route has already answered 202:
 1. the scheduler (``kernel.services["scheduler"]``) stops accepting runs and finishes or
    interrupts the running ones per ``execution.on_shutdown``, bounded by
    ``execution.shutdown_timeout_seconds``; it records the ones it cuts off as interrupted;
-2. uvicorn is asked to exit: it stops listening, closes idle keep-alive connections and
+2. uvicorn is asked to exit: it stops accepting, closes idle keep-alive connections and
    WebSockets (close code 1012, "service restart"), waits for in-flight requests, then runs the
-   lifespan shutdown (plugins, stores);
+   lifespan shutdown (plugins, stores). Its listening sockets stay open meanwhile, answered by a
+   stand-in (:mod:`comfytavern.handoff`: 409 for another restart, 503 otherwise), so no
+   connection is refused;
 3. once ``server.run()`` has returned, the CLI calls ``kernel.services["restart_requested"]``
    (:meth:`RestartController.exec_`), which replaces the process with the same command line
-   (``os.execv``): same PID, fresh interpreter, freshly loaded plugins and configuration.
+   (``os.execv``): same PID, fresh interpreter, freshly loaded plugins and configuration; the
+   listening sockets are inherited and served again by the new process.
 
 The scheduler side is duck-typed so the kernel works with any scheduler: if it has
 ``async shutdown(*, mode, timeout, reason)`` that is awaited; otherwise ``stop_accepting()``
@@ -28,12 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from comfytavern import handoff
+
 if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
 
 __all__ = ["RestartController", "RestartUnavailable", "restart_command"]
 
 log = logging.getLogger("comfytavern.restart")
+
+
+#: After the server stopped accepting: time for requests already on their way to be read.
+ACCEPTED_GRACE_SECONDS = 0.2
 
 
 class RestartUnavailable(Exception):
@@ -57,6 +66,9 @@ class RestartController:
         self.command = list(command) if command is not None else restart_command()
         self.requested = False
         self.requested_by: str | None = None
+        #: The listening sockets kept for the new process, and the stand-in answering on them.
+        self._sockets: list[Any] = []
+        self._stand_in: handoff.StandIn | None = None
 
     def claim(self, requested_by: str) -> None:
         """Reserve the restart (raises if one is already under way); call before answering 202."""
@@ -73,6 +85,14 @@ class RestartController:
             await self._drain_runs()
         except Exception:  # noqa: BLE001 - a failing drain must not prevent the restart
             log.exception("restart: the scheduler failed to drain; the lifespan shutdown will interrupt runs")
+        try:
+            self._sockets, self._stand_in = handoff.begin(self.server)
+        except OSError:  # without them the new process binds anew
+            log.exception("restart: could not keep the listening sockets; connections are refused until the new process serves")
+        if self._stand_in is not None:
+            # Requests on connections accepted just before are read and dispatched first, so
+            # uvicorn's shutdown does not take them for idle ones and close them unanswered.
+            await anyio.sleep(ACCEPTED_GRACE_SECONDS)
         self.server.should_exit = True
 
     async def _drain_runs(self) -> None:
@@ -106,4 +126,8 @@ class RestartController:
                 pass
         sys.stdout.flush()
         sys.stderr.flush()
+        if self._stand_in is not None:
+            self._stand_in.stop()
+        if self._sockets:
+            handoff.export_for_exec(self._sockets)
         os.execv(self.command[0], self.command)

@@ -254,3 +254,42 @@ def test_restart_command_repeats_this_process_command_line() -> None:
     command = restart_command()
     assert command[0] == sys.executable
     assert command[1:] == list(sys.orig_argv[1:])
+
+
+@pytest.mark.slow
+def test_requests_during_a_restart_get_an_answer_never_a_refused_connection(make_full_kernel: Any, tmp_path: Path) -> None:
+    storage = make_full_kernel().config.storage
+    with ServerProcess(tmp_path, storage) as server:
+        before = server.health()["startedAt"]
+        first = httpx.post(f"{server.base}/api/server/restart", timeout=10.0)
+        assert first.status_code == 202, first.text
+        restarts: list[int] = []
+        probes: list[tuple[int, str | None]] = []
+        refused: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                # Fresh connections, as a client polling the restart opens them.
+                again = httpx.post(f"{server.base}/api/server/restart", timeout=5.0)
+                restarts.append(again.status_code)
+                if again.status_code == 202:
+                    break  # only the new process can accept it: the first restart is over
+                assert again.status_code == 409, again.text
+                assert again.json() == {"error": "a restart is already in progress"}
+                health = httpx.get(f"{server.base}/healthz", timeout=5.0)
+                if health.status_code == 200 and health.json()["startedAt"] != before:
+                    break
+                probes.append((health.status_code, health.headers.get("retry-after")))
+            except httpx.TransportError as exc:
+                refused.append(repr(exc))
+        else:
+            raise AssertionError("the new process never served")
+        assert refused == [], refused
+        assert restarts[:-1] == [409] * (len(restarts) - 1) and restarts[-1] in (202, 409)
+        # The old process (200) or the stand-in between the two processes (503, retry in a second).
+        assert set(probes) <= {(200, None), (503, "1")}, probes
+        if restarts[-1] == 409:
+            assert wait_for(f"{server.base}/readyz")["status"] == "ready"
+    records = server.records()
+    assert any(r["message"].startswith("serving on the listening socket(s) kept across the restart") for r in records)
+    assert any(r["message"].startswith("restart: answered") for r in records), "the stand-in answered nothing"
