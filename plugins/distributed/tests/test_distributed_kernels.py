@@ -380,3 +380,23 @@ async def test_failed_and_interrupted_runs_hold_their_final_event_too(tmp_path: 
                         if len(answered) == 2:
                             break
     assert answered == {failing: ("error", "error"), sleeping: ("interrupted", "interrupted")}
+
+
+@pytest.mark.anyio
+async def test_a_queued_run_is_stored_before_it_is_acknowledged(tmp_path: Path, prefix: str) -> None:
+    """The shared store has the run's record when the id is handed out (``on_accepted`` is where
+    the WebSocket acknowledges; HTTP answers after ``submit`` returns)."""
+    shared = SharedRuns()
+    a = build(tmp_path, shared, prefix, "A", execute=False)
+    async with running(a) as sa:
+        stored_at_ack: list[str | None] = []
+
+        def accepted(prompt_id: str) -> None:
+            record = shared.store._records.get(prompt_id)
+            stored_at_ack.append(record.status if record else None)
+
+        prompt_id = await sa.submit(payload(0), ALICE, on_accepted=accepted)
+        assert stored_at_ack == ["queued"]
+        record = await shared.store.get(prompt_id)
+        assert record is not None and record.status == "queued"
+        assert await sa.interrupt(prompt_id, ALICE)
