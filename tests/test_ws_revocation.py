@@ -13,7 +13,8 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,42 @@ def test_a_password_change_closes_every_session_socket_of_the_user(multi_user: t
                 assert runs_to_completion(ws_new) == "complete"
             for ws in (ws_key, ws_bob):  # keys survive a password change; bob is someone else
                 assert runs_to_completion(ws) == "complete"
+
+
+def test_many_sockets_two_revocations_at_once_close_exactly_theirs(multi_user: tuple[str, httpx.Client, httpx.Client]) -> None:
+    """30 sockets of a key being revoked, 30 of another key, 10 of bob's session being logged out
+    and 10 of alice's session: the key deletion and bob's logout run in parallel."""
+    base, alice, bob = multi_user
+    revoked_id, revoked = new_key(alice)
+    _, kept = new_key(alice)
+    with ExitStack() as stack:
+        open_ = lambda **kw: stack.enter_context(ws_with(base, **kw))  # noqa: E731
+        doomed = [open_(key=revoked) for _ in range(30)] + [open_(session=bob) for _ in range(10)]
+        spared = [open_(key=kept) for _ in range(30)] + [open_(session=alice) for _ in range(10)]
+        with ThreadPoolExecutor(2) as pool:
+            deleting = pool.submit(alice.delete, f"/api/users/me/service-keys/{revoked_id}")
+            logging_out = pool.submit(bob.post, "/api/auth/logout")
+            assert deleting.result().status_code == 204 and logging_out.result().status_code == 200
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda ws: closed_with(ws)[0], doomed))
+        assert codes == [4401] * 40
+        for ws in spared:  # every other socket still answers
+            send(ws, "NOPE", {})
+        for ws in spared:
+            reply = json.loads(ws.recv(timeout=20))
+            while reply["type"] != "error":
+                reply = json.loads(ws.recv(timeout=20))
+            assert reply["payload"]["message"] == "Unknown message type: NOPE"
+        assert runs_to_completion(spared[0]) == "complete" and runs_to_completion(spared[-1]) == "complete"
+
+
+def test_a_new_login_over_an_old_session_closes_the_old_sessions_sockets(multi_user: tuple[str, httpx.Client, httpx.Client]) -> None:
+    base, alice, _ = multi_user
+    with ws_with(base, session=alice) as old:
+        assert alice.post("/api/auth/login", json={"username": "alice", "password": ALICE_PASSWORD}).status_code == 200
+        assert closed_with(old)[:2] == (4401, "the session ended (logged out)")
+        with ws_with(base, session=alice) as new:  # the new cookie
+            assert runs_to_completion(new) == "complete"
 
 
 def test_a_deleted_account_closes_all_its_sockets(multi_user: tuple[str, httpx.Client, httpx.Client]) -> None:
