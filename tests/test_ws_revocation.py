@@ -299,6 +299,7 @@ def test_local_password_logout_password_change_and_key_revocation(tmp_path: Path
             assert closed_with(ws_key)[:2] == (4401, "the API key was revoked")
 
 
+@pytest.mark.slow  # two CLI processes
 def test_the_cli_in_another_process_revokes_at_the_next_message(tmp_path: Path) -> None:
     """``set-password`` and ``revoke-key`` run in their own process: no announcement reaches this
     server (no bus), so the socket's next message is refused, the socket closed, and no run made."""
