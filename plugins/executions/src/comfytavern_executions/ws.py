@@ -159,6 +159,8 @@ class Connection:
             await self.handle(text)
 
     async def handle(self, text: str) -> None:
+        if self.revoked is not None:  # closing: nothing more is answered
+            return
         try:
             raw = msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
