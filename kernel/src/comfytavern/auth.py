@@ -41,6 +41,7 @@ __all__ = [
     "is_loopback",
     "optional_principal",
     "origin_allowed",
+    "scope_refusal",
     "websocket_principal",
 ]
 
@@ -71,6 +72,17 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return scope in self.scopes or f"{group}:*" in self.scopes or (
             scope.endswith(":read") and f"{group}:write" in self.scopes
         )
+
+
+def scope_refusal(principal: Principal, scope: str) -> str | None:
+    """Why ``principal`` may not act under ``scope`` (``None`` if it may).
+
+    The one wording of a missing scope, shared by the HTTP routes (403) and the WebSocket messages
+    (an ``error`` reply), so both refuse the same key the same way.
+    """
+    if principal.has_scope(scope):
+        return None
+    return f"this API key lacks the scope {scope!r}"
 
 
 @runtime_checkable

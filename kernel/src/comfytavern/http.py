@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from comfytavern.auth import PRINCIPAL_SCOPE_KEY, Principal
+from comfytavern.auth import PRINCIPAL_SCOPE_KEY, Principal, scope_refusal
 
 __all__ = [
     "ApiError",
@@ -138,9 +138,9 @@ def check_access(principal: Principal | None, doc: RouteDoc, method: str) -> Non
     if doc.auth == "admin" and not principal.is_admin:
         raise ApiError(403, "administrator rights required")
     if doc.scope is not None:
-        needed = f"{doc.scope}:{'read' if method in ('GET', 'HEAD') else 'write'}"
-        if not principal.has_scope(needed):
-            raise ApiError(403, f"this API key lacks the scope {needed!r}")
+        refusal = scope_refusal(principal, f"{doc.scope}:{'read' if method in ('GET', 'HEAD') else 'write'}")
+        if refusal is not None:
+            raise ApiError(403, refusal)
 
 
 def route(

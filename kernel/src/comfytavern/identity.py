@@ -38,6 +38,7 @@ from comfytavern.crypto import (
     service_key_digest,
     session_digest,
 )
+from comfytavern.revocation import Revocation, Revocations
 from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
 
 __all__ = [
@@ -242,10 +243,14 @@ class LoginRefused(Exception):
 class AccountIdentity:
     """Resolves callers from the accounts store and manages their sessions."""
 
-    def __init__(self, store: AccountStore, secrets_: ServerSecrets, settings: AuthSettings) -> None:
+    def __init__(
+        self, store: AccountStore, secrets_: ServerSecrets, settings: AuthSettings, *, revocations: Revocations | None = None
+    ) -> None:
         self.store = store
         self.secrets = secrets_
         self.settings = settings
+        #: Where ended sessions are announced (``kernel.revocations``), so open sockets close.
+        self.revocations = revocations if revocations is not None else Revocations()
         self.hasher = PasswordHasher(
             memory_kib=settings.password_memory_kib,
             iterations=settings.password_iterations,
@@ -365,8 +370,8 @@ class AccountIdentity:
     async def start_session(self, conn: HTTPConnection, user_id: str) -> str:
         """A brand-new session for ``user_id`` (any session the caller presented is ended)."""
         old = conn.cookies.get(self.cookie_name)
-        if old:
-            await self.store.delete_session(session_digest(old))
+        if old and await self.store.delete_session(session_digest(old)):
+            await self.revocations.announce(Revocation.session(session_digest(old)))
         now = utc_now()
         await self.store.purge_expired_sessions(now, now - timedelta(minutes=self.settings.session_idle_minutes))
         token = new_session_token()
@@ -387,7 +392,10 @@ class AccountIdentity:
         token = conn.cookies.get(self.cookie_name)
         if not token or len(token) > 256:
             return False
-        return await self.store.delete_session(session_digest(token))
+        if not await self.store.delete_session(session_digest(token)):
+            return False
+        await self.revocations.announce(Revocation.session(session_digest(token)))
+        return True
 
 
 _SCOPE_RE = re.compile(r"^(\*|[a-z][a-z0-9_-]{0,31}:(read|write|\*))$")
@@ -496,6 +504,7 @@ async def change_password_response(identity: AccountIdentity, conn: HTTPConnecti
         raise refused(exc, wrong_status=403) from None
     await identity.store.update_user(user.id, UserChanges(password_hash=await identity.hasher.hash(new)))
     await identity.store.delete_user_sessions(user.id)
+    await identity.revocations.announce(Revocation.sessions(user.id))
     response = json_response(Done(success=True, message="password changed; other sessions were logged out"))
     if principal.via == "session":
         token = await identity.start_session(conn, user.id)

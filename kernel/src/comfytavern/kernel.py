@@ -29,6 +29,7 @@ from comfytavern.plugin_manager import (
     PluginLoader,
 )
 from comfytavern.records import STORAGE_KINDS, AuthMode, CliCommand, StorageBackend
+from comfytavern.revocation import Revocations
 from comfytavern.storage import StorageSet
 
 __all__ = ["Kernel", "StartupError"]
@@ -64,8 +65,10 @@ class Kernel:
             strict=config.plugins.strict,
         )
         self.hub = EventHub()
+        #: Announcements of ended credentials, for long-lived connections (``comfytavern.revocation``).
+        self.revocations = Revocations()
         #: Named shared objects (``scheduler``, ``http``...); nodes see them as ``ctx.services``.
-        self.services: dict[str, Any] = {"config": config, "hub": self.hub}
+        self.services: dict[str, Any] = {"config": config, "hub": self.hub, "revocations": self.revocations}
         self.registry = RegistryHolder()
         self.storage = StorageSet()
         self.auth: AuthBackend | None = None

@@ -31,6 +31,7 @@ __all__ = [
     "NO_STORAGE",
     "client_for",
     "header_auth_plugin",
+    "live_server",
     "make_config",
     "make_dist",
     "make_kernel",
@@ -146,6 +147,32 @@ def client_for(kernel: Kernel, **kwargs: Any) -> TestClient:
     lifespans run."""
     kwargs.setdefault("base_url", "http://127.0.0.1:3233")
     return _LoopbackClient(create_app(kernel), **kwargs)
+
+
+@contextmanager
+def live_server(app: Any, *, timeout: float = 20.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on ``127.0.0.1`` (a free port, lifespan on) in a thread; yields
+    the base URL. For tests that need real sockets (real WebSocket close codes, real clients)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout)
 
 
 # -- fake installed distributions -------------------------------------------------------------

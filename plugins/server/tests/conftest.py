@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from starlette.requests import HTTPConnection
 
@@ -18,7 +13,7 @@ from comfytavern import AuthMode, Principal, hookimpl
 from comfytavern.config import ConfigError
 from comfytavern.kernel import Kernel, StartupError
 from comfytavern.records import STORAGE_KINDS
-from comfytavern.testing import make_config
+from comfytavern.testing import live_server, make_config
 
 
 def full_kernel(data_dir: Path, **overrides: Any) -> Kernel:
@@ -35,27 +30,6 @@ def full_kernel(data_dir: Path, **overrides: Any) -> Kernel:
                 raise
             storage[failing] = None
     raise AssertionError("unreachable")
-
-
-@contextlib.contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields the base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> LocalAuth:
     identity = None
     if store is not None:
         secrets = server_secrets(kernel.services, default_secret_dir(kernel.config))
-        identity = AccountIdentity(store, secrets, AuthSettings())
+        identity = AccountIdentity(store, secrets, AuthSettings(), revocations=kernel.revocations)
     return LocalAuth(settings, store, identity)
 
 

@@ -199,7 +199,7 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> MultiUserAuth:
         raise StartupError(f"auth mode {MODE!r} keeps its accounts and sessions in storage.accounts, which is null")
     store: AccountStore = kernel.storage.accounts
     secrets = server_secrets(kernel.services, default_secret_dir(kernel.config))
-    return MultiUserAuth(store, AccountIdentity(store, secrets, settings))
+    return MultiUserAuth(store, AccountIdentity(store, secrets, settings, revocations=kernel.revocations))
 
 
 @hookimpl

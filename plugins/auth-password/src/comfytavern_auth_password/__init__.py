@@ -159,7 +159,7 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> PasswordAuth:
         raise StartupError(f"auth mode {MODE!r} keeps its password and sessions in storage.accounts, which is null")
     store: AccountStore = kernel.storage.accounts
     secrets = server_secrets(kernel.services, default_secret_dir(kernel.config))
-    return PasswordAuth(store, AccountIdentity(store, secrets, settings))
+    return PasswordAuth(store, AccountIdentity(store, secrets, settings, revocations=kernel.revocations))
 
 
 @hookimpl

@@ -14,6 +14,10 @@ the run's final record is stored and its shared state is final (:meth:`EventBrid
 a client that reads the run on another instance the moment it sees ``complete`` gets the final
 record, never ``running``.
 
+Ended credentials (``kernel.revocations``) travel on ``<prefix>:revocations``, so a key revoked or
+a logout on one instance closes the sockets opened with it on every instance (and the CLI, which
+runs in its own process, reaches the servers too).
+
 Pub/sub is at-most-once: a client that reconnects resyncs from the REST status, which is backed by
 the shared state (Redis) and the shared run store.
 """
@@ -24,6 +28,7 @@ import inspect
 import logging
 import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -35,10 +40,11 @@ from redis.exceptions import RedisError
 
 from comfytavern import EventHub, HubEvent
 from comfytavern.engine.encoding import safe_encoder
+from comfytavern.revocation import Revocation
 from comfytavern_distributed.coalesce import Coalescer
 from comfytavern_distributed.keys import Keys
 
-__all__ = ["BusMessage", "EventBridge"]
+__all__ = ["BusMessage", "EventBridge", "RevocationMessage"]
 
 log = logging.getLogger("comfytavern.distributed.bus")
 
@@ -55,12 +61,21 @@ class BusMessage(msgspec.Struct, array_like=True):
     events: list[tuple[str, Any, str | None, str | None]]
 
 
+class RevocationMessage(msgspec.Struct, array_like=True):
+    """One ended credential on the revocations channel, with the id of the process that sent it."""
+
+    origin: str
+    revocation: Revocation
+
+
 #: Node outputs inside events may hold any object: encode them like the engine does.
 _encoder = safe_encoder
 _decoder = msgspec.json.Decoder(BusMessage)
+_revocation_decoder = msgspec.json.Decoder(RevocationMessage)
 
 CancelHandler = Callable[[str], Awaitable[None] | None]
 EventHandler = Callable[[HubEvent], None]
+RevocationHandler = Callable[[Revocation, str], Awaitable[None]]
 
 
 class EventBridge:
@@ -76,6 +91,7 @@ class EventBridge:
         on_cancel: CancelHandler | None = None,
         on_remote_event: EventHandler | None = None,
         receive_events: bool = True,
+        on_revocation: RevocationHandler | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -86,6 +102,10 @@ class EventBridge:
         self.on_remote_event = on_remote_event
         #: A worker serves no clients: it needs interrupts, not other processes' events.
         self.receive_events = receive_events
+        self.on_revocation = on_revocation
+        #: Unique per process (``instance_id`` may be shared by a server and the CLI run with
+        #: its configuration), so a process skips only its own revocation messages.
+        self.process_id = f"{instance_id}:{uuid.uuid4().hex[:12]}"
         self._republishing = False
         #: Counters for tests and ``system_stats``.
         self.sent_events = 0
@@ -120,6 +140,13 @@ class EventBridge:
     async def request_cancel(self, run_id: str) -> None:
         """Ask every process to interrupt ``run_id`` (the one executing it does)."""
         await self.redis.publish(self.keys.cancel, run_id)
+
+    async def publish_revocation(self, revocation: Revocation) -> None:
+        """Tell every other process that a credential ended (it closes the sockets opened with it)."""
+        try:
+            await self.redis.publish(self.keys.revocations, _encoder.encode(RevocationMessage(self.process_id, revocation)))
+        except (RedisError, OSError) as exc:
+            log.warning("could not relay a revocation to Redis (other instances re-check at the next message): %s", exc)
 
     async def publish_now(self, events: Iterable[HubEvent], *, local: bool = True) -> None:
         """Publish events directly (not from this process's engine), e.g. a ``worker_lost`` status.
@@ -218,6 +245,8 @@ class EventBridge:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 channels = [self.keys.events, self.keys.cancel] if self.receive_events else [self.keys.cancel]
+                if self.receive_events and self.on_revocation is not None:
+                    channels.append(self.keys.revocations)
                 await pubsub.subscribe(*channels)
                 task_status.started()
                 task_status = anyio.TASK_STATUS_IGNORED
@@ -243,6 +272,9 @@ class EventBridge:
             run_id = data.decode() if isinstance(data, bytes) else str(data)
             await self._cancel(run_id)
             return
+        if channel == self.keys.revocations:
+            await self._revoked(data)
+            return
         try:
             batch = _decoder.decode(data if isinstance(data, (bytes, str)) else b"")
         except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
@@ -267,6 +299,19 @@ class EventBridge:
                     self.on_remote_event(event)
                 except Exception:  # noqa: BLE001 - a bad listener must not stop the bridge
                     log.exception("remote event listener failed")
+
+    async def _revoked(self, data: Any) -> None:
+        try:
+            message = _revocation_decoder.decode(data if isinstance(data, (bytes, str)) else b"")
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+            log.warning("ignored a malformed message on %s: %s", self.keys.revocations, exc)
+            return
+        if message.origin == self.process_id or self.on_revocation is None:
+            return
+        try:
+            await self.on_revocation(message.revocation, message.origin)
+        except Exception:  # noqa: BLE001 - a bad listener must not stop the bridge
+            log.exception("revocation from %s failed", message.origin)
 
     async def _cancel(self, run_id: str) -> None:
         if self.on_cancel is None:

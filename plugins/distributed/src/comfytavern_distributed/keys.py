@@ -30,6 +30,11 @@ class Keys:
         return f"{self.prefix}:cancel"
 
     @property
+    def revocations(self) -> str:
+        """Pub/sub channel carrying ended credentials (``comfytavern.revocation.Revocation``)."""
+        return f"{self.prefix}:revocations"
+
+    @property
     def workers(self) -> str:
         """Sorted set: executing process id -> last heartbeat (ms since the epoch)."""
         return f"{self.prefix}:workers"

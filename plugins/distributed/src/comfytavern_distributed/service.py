@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from comfytavern import HubEvent, Principal
 from comfytavern.engine.encoding import safe_encoder
 from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.revocation import Revocation
 from comfytavern.storage.runs import FINAL_STATUSES, RunRecord
 
 from comfytavern_distributed.bus import EventBridge
@@ -117,7 +118,9 @@ class DistributedRuns:
             on_cancel=self._on_cancel,
             on_remote_event=self._on_remote_event,
             receive_events=serves_clients,
+            on_revocation=self._remote_revocation,
         )
+        self._stop_relay: Any = None
         self.scheduler: Scheduler | None = None
         self._consumer_done: anyio.Event | None = None
         self._consumer_scope: anyio.CancelScope | None = None
@@ -138,9 +141,21 @@ class DistributedRuns:
         except (RedisError, OSError, TimeoutError) as exc:
             await self.redis.aclose()
             raise RedisUnavailable(f"cannot reach Redis at {self.settings.redis_url}: {exc}") from None
+        # From now on (servers, workers and CLI commands alike) ended credentials reach every instance.
+        self._stop_relay = self.kernel.revocations.listen(self._relay_revocation)
 
     async def close(self) -> None:
+        if self._stop_relay is not None:
+            self._stop_relay()
+            self._stop_relay = None
         await self.redis.aclose()
+
+    async def _relay_revocation(self, revocation: Revocation, origin: str | None) -> None:
+        if origin is None:  # announced here: relay it (a relayed one came from the bus)
+            await self.bridge.publish_revocation(revocation)
+
+    async def _remote_revocation(self, revocation: Revocation, origin: str) -> None:
+        await self.kernel.revocations.announce(revocation, origin=origin)
 
     # -- RunQueue (called by the scheduler) ------------------------------------------------
     async def attach(self, scheduler: Scheduler, task_group: TaskGroup) -> None:

@@ -7,6 +7,12 @@ user. The hub hands events over synchronously and never waits for the socket; a 
 socket encodes and writes them, so a slow client only grows its own outbox. When the outbox
 exceeds ``ws_max_queue`` the socket is closed with 1013 and the client resyncs from
 ``GET /api/prompt/{id}``.
+
+Access is the HTTP API's: every message needs the scope of the matching route
+(:mod:`comfytavern_executions.ws_access`), and the credential the socket was opened with is
+checked again before each message is acted on. When that credential ends (an announcement on
+``kernel.revocations``: key deleted, logout, password change, account deleted) the socket is
+closed with 4401 at once.
 """
 
 from __future__ import annotations
@@ -17,15 +23,18 @@ from typing import Any
 
 import anyio
 import msgspec
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from comfytavern.auth import Principal, optional_principal
+from comfytavern.auth import Principal, optional_principal, scope_refusal
 from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
 from comfytavern.http import websocket_route
+from comfytavern.revocation import reauthenticate
 from comfytavern_executions.settings import ExecutionsSettings
+from comfytavern_executions.ws_access import MESSAGE_SCOPES, event_scope, live_sockets
 
 __all__ = ["websocket_routes"]
 
@@ -33,6 +42,7 @@ log = logging.getLogger("comfytavern.executions.ws")
 
 #: Close code for a socket that fell too far behind (RFC 6455 "try again later").
 CLOSE_TOO_SLOW = 1013
+#: Close code for a socket without a (still) valid identity.
 CLOSE_UNAUTHENTICATED = 4401
 
 
@@ -51,6 +61,8 @@ class Connection:
     def __init__(self, websocket: WebSocket, user: Principal, kernel: Any, settings: ExecutionsSettings) -> None:
         self.websocket = websocket
         self.user = user
+        #: Why the socket's credential ended (then the socket closes with 4401).
+        self.revoked: str | None = None
         self.kernel = kernel
         self.max_queue = settings.ws_max_queue
         self.outbox: collections.deque[HubEvent | str] = collections.deque()
@@ -64,11 +76,13 @@ class Connection:
 
     # -- outbox -------------------------------------------------------------------------------
     def _offer(self, event: HubEvent) -> bool:
+        if self.revoked is not None:
+            return False
         prompt_id = event.prompt_id
         if prompt_id is not None:
             if prompt_id in self.watched:
                 self._push(event)
-        elif event.owner_id is None or event.owner_id == self.user.id:
+        elif (event.owner_id is None or event.owner_id == self.user.id) and self.user.has_scope(event_scope(event)):
             self._push(event)
         return False
 
@@ -94,12 +108,26 @@ class Connection:
         payload.update({k: v for k, v in extra.items() if v is not None})
         self.reply("error", payload)
 
+    def revoke(self, reason: str) -> None:
+        """The credential ended: drop what is queued and close with 4401 (from any callback)."""
+        if self.revoked is not None:
+            return
+        self.revoked = reason
+        self.watched.clear()
+        self.outbox.clear()
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+
     async def sender(self) -> None:
         send = self.websocket.send_text
         outbox = self.outbox
         encode = safe_encoder.encode
         while True:
             if not outbox:
+                if self.revoked is not None:
+                    await self.websocket.close(CLOSE_UNAUTHENTICATED, self.revoked)
+                    return
                 if self.overflowed:
                     await self.websocket.close(
                         CLOSE_TOO_SLOW, "event backlog overflowed; resync with GET /api/prompt/{id}"
@@ -131,6 +159,8 @@ class Connection:
             await self.handle(text)
 
     async def handle(self, text: str) -> None:
+        if self.revoked is not None:  # closing: nothing more is answered
+            return
         try:
             raw = msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
@@ -146,10 +176,51 @@ class Connection:
             self.error(f"Unknown message type: {envelope.type}", {"type": envelope.type})
             return
         try:
+            if not await self._still_authenticated(envelope.type):
+                return
+            if not self._in_scope(envelope.type, envelope.payload):
+                return
             await handler(self, envelope.payload)
         except Exception as exc:  # noqa: BLE001 - a handler bug must not close the socket
             log.exception("WebSocket %s handler failed", envelope.type)
             self.error(f"Error processing message: {exc}")
+
+    async def _still_authenticated(self, type_: str) -> bool:
+        """Authenticate the handshake's credential again, as a new HTTP request would be.
+
+        Catches what no announcement reached: a key revoked or a password set by another process
+        (the CLI, another instance without a shared bus), an expired session, a deleted account.
+        """
+        if self.revoked is not None:
+            return False
+        fresh = await reauthenticate(self.kernel.auth, HTTPConnection(self.websocket.scope), self.user)
+        if self.revoked is not None:
+            return False
+        if fresh is None:
+            self.revoke("the session or API key is no longer valid")
+            self.error("authentication required: the session or API key this socket was opened with is no longer valid",
+                       {"status": 401, "type": type_})
+            return False
+        self.user = fresh
+        return True
+
+    def _in_scope(self, type_: str, payload: Any) -> bool:
+        """The HTTP routes' scope rule (403 there; an ``error`` reply here, the socket stays open)."""
+        scope = MESSAGE_SCOPES[type_]
+        refusal = scope_refusal(self.user, scope)
+        if refusal is None:
+            return True
+        ids: dict[str, Any] = {}
+        if isinstance(payload, dict):
+            metadata = payload.get("metadata")
+            if isinstance(metadata, dict):
+                ids = {"internalId": metadata.get("internalId"), "workflowId": metadata.get("workflowId")}
+            prompt_id = payload.get("promptId")
+            if isinstance(prompt_id, str):
+                ids["promptId"] = prompt_id
+        ids = {k: v for k, v in ids.items() if isinstance(v, str)}
+        self.error(refusal, {"status": 403, "scope": scope, "type": type_}, **ids)
+        return False
 
     @property
     def scheduler(self) -> Scheduler | None:
@@ -241,6 +312,8 @@ _HANDLERS = {
 
 
 def websocket_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
+    live = live_sockets(kernel)
+
     async def endpoint(websocket: WebSocket) -> None:
         user = optional_principal(websocket)
         await websocket.accept()
@@ -248,6 +321,7 @@ def websocket_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRout
             await websocket.close(CLOSE_UNAUTHENTICATED, "authentication required")
             return
         connection = Connection(websocket, user, kernel, settings)
+        forget = live.add(connection)
         try:
             async with anyio.create_task_group() as tg:
 
@@ -265,6 +339,7 @@ def websocket_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRout
                     pass
                 tg.cancel_scope.cancel()
         finally:
+            forget()
             connection.close()
 
     return [

@@ -13,6 +13,7 @@ import anyio.to_thread
 from comfytavern.crypto import CredentialDecryptError, Keyring, KeyringError, PasswordHasher, parse_service_key
 from comfytavern.identity import check_new_password, check_scope, check_username, new_user_id
 from comfytavern.records import CliCommand
+from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, iso_utc, utc_now
 
 from comfytavern_users.keys import known_scope_groups, mint_key
@@ -113,6 +114,9 @@ async def set_password(kernel: Any, args: argparse.Namespace) -> int:
         raise CommandFailed(str(exc)) from None
     await store.update_user(user.id, UserChanges(password_hash=await hasher.hash(password)))
     ended = await store.delete_user_sessions(user.id)
+    # Reaches running servers only through a bus (the distributed plugin); otherwise their
+    # sockets notice at their next message.
+    await kernel.revocations.announce(Revocation.sessions(user.id))
     print(f"password set for {user.username!r} (id {user.id}); {ended} session(s) ended")
     return 0
 
@@ -160,6 +164,7 @@ async def revoke_key(kernel: Any, args: argparse.Namespace) -> int:
         key_id = found[0].id
     if not await store.delete_service_key(key_id, user_id=None):
         raise CommandFailed(f"no service key {given!r} (give its id, its prefix ctsk_... or the whole key)")
+    await kernel.revocations.announce(Revocation.key(key_id))
     print(f"revoked service key {key_id}")
     return 0
 

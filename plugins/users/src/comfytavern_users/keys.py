@@ -12,6 +12,7 @@ from comfytavern.auth import Principal, current_principal
 from comfytavern.crypto import new_service_key, service_key_digest
 from comfytavern.http import ApiError, json_response, read_json
 from comfytavern.identity import SCOPE_GROUPS, check_scope, scope_covers
+from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, ServiceKeyRecord, iso_utc, utc_now
 
 from comfytavern_users.service import Accounts
@@ -121,4 +122,6 @@ async def delete_key(accounts: Accounts, request: Request) -> Response:
     key_id = request.path_params["key_id"]
     if not await store.delete_service_key(key_id, user_id=principal.id):
         raise ApiError(404, NOT_FOUND)
+    # Sockets opened with the key close now (on every instance when a bus relays it).
+    await accounts.kernel.revocations.announce(Revocation.key(key_id, principal.id))
     return Response(status_code=204)
