@@ -47,6 +47,7 @@ class TestMemoryRuns(RunStoreContract):
         return MemoryRunStore()
 
 
+@pytest.mark.postgres
 class TestPostgresRuns(RunStoreContract):
     @pytest.fixture
     async def store(self, pg_database: PostgresDatabase) -> AsyncIterator[Any]:
@@ -55,6 +56,7 @@ class TestPostgresRuns(RunStoreContract):
 
 
 # -- accounts ------------------------------------------------------------------------------------
+@pytest.mark.postgres
 class TestPostgresAccounts(AccountStoreContract):
     @pytest.fixture
     async def store(self, pg_database: PostgresDatabase) -> AsyncIterator[Any]:
@@ -63,6 +65,7 @@ class TestPostgresAccounts(AccountStoreContract):
 
 
 # -- projects ------------------------------------------------------------------------------------
+@pytest.mark.postgres
 class TestPostgresProjects(ProjectStoreContract):
     @pytest.fixture
     async def store(self, pg_database: PostgresDatabase) -> AsyncIterator[Any]:

@@ -1,4 +1,8 @@
-"""The ``comfytavern`` command: serve, check-config, plugins, version, plus plugins' commands."""
+"""The ``comfytavern`` command: serve, check-config, plugins, install, version, plus plugins' commands.
+
+``check-config`` lives in :mod:`comfytavern.cli_checks`, ``plugins`` and ``install`` in
+:mod:`comfytavern.cli_plugins`.
+"""
 
 from __future__ import annotations
 
@@ -147,70 +151,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_check_config(args: argparse.Namespace) -> int:
-    from comfytavern.kernel import Kernel, StartupError
-
-    try:
-        config = build_config(args)
-        kernel = Kernel(config)
-    except (ConfigError, StartupError) as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    failed = [row for row in kernel.plugin_rows() if row["status"] == "error"]
-    print(f"configuration OK ({args.config}); auth mode {config.auth.mode!r}; {len(kernel.registry.current)} nodes")
-    for row in failed:
-        print(f"warning: plugin {row['name']} failed to load: {row['error']}", file=sys.stderr)
-    return 0
-
-
-def _cmd_plugins(args: argparse.Namespace) -> int:
-    """Works even when the configuration would not start (it only loads plugins)."""
-    from comfytavern.plugin_manager import NODE_PACK_GROUP, PLUGIN_GROUP, PluginLoader
-
-    try:
-        config = build_config(args)
-        loader = PluginLoader(enabled=config.plugins.enabled, disabled=config.plugins.disabled)
-    except ConfigError as exc:
-        print(f"configuration error (listing every installed plugin): {exc}", file=sys.stderr)
-        loader = PluginLoader()
-    loader.load_entry_points(PLUGIN_GROUP, "plugin")
-    loader.load_entry_points(NODE_PACK_GROUP, "node_pack")
-    rows = [row.as_dict() for row in loader.rows()]
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-        return 0
-    for row in rows:
-        line = f"{row['status']:<8} {row['kind']:<10} {row['name']:<24} {row['distribution'] or '-'} {row['version'] or ''}"
-        print(line.rstrip())
-        if row["error"]:
-            print(f"         error: {row['error']}")
-    return 0
-
-
 def _cmd_version(args: argparse.Namespace) -> int:
     print(f"comfytavern {__version__}")
     return 0
 
 
 def _plugin_commands(argv: Sequence[str]) -> tuple[Any, list[Any]]:
-    """Build a kernel only when the command is not a built-in one."""
+    """Build a kernel (quietly: plugin load errors belong to ``check-config``) for its commands."""
+    from comfytavern.cli_checks import quiet_logs
     from comfytavern.kernel import Kernel
 
     pre = argparse.ArgumentParser(add_help=False)
     _common(pre)
     known, _ = pre.parse_known_args(argv)
     config = build_config(known)
-    kernel = Kernel(config)
-    return kernel, kernel.commands()
+    with quiet_logs():
+        kernel = Kernel(config)
+        return kernel, kernel.commands()
 
 
-BUILTINS = {"serve", "check-config", "plugins", "version"}
+BUILTINS = {"serve", "check-config", "plugins", "install", "version"}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="comfytavern", description="ComfyTavern Server")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _parser() -> tuple[argparse.ArgumentParser, Any]:
+    from comfytavern.cli_checks import cmd_check_config
+    from comfytavern.cli_plugins import cmd_install, cmd_plugins, configure_install
+
+    parser = argparse.ArgumentParser(
+        prog="comfytavern",
+        description="ComfyTavern Server",
+        epilog="Run `comfytavern COMMAND --help` for a command's options.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     serve = sub.add_parser("serve", help="run the HTTP/WebSocket server")
     _common(serve)
@@ -219,36 +191,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--reload", action="store_true", help="restart on code changes (development)")
     serve.set_defaults(func=_cmd_serve)
 
-    check = sub.add_parser("check-config", help="validate the configuration without starting")
+    check = sub.add_parser("check-config", help="check the configuration, plugins and node packs without starting")
     _common(check)
-    check.set_defaults(func=_cmd_check_config)
+    check.set_defaults(func=cmd_check_config)
 
-    plugins = sub.add_parser("plugins", help="list plugins and node packs with their status")
+    plugins = sub.add_parser("plugins", help="list plugins and node packs (folder packs too) with their status")
     _common(plugins)
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
-    plugins.set_defaults(func=_cmd_plugins)
+    plugins.set_defaults(func=cmd_plugins)
+
+    install = sub.add_parser(
+        "install",
+        help="install a plugin or node pack into this server's Python environment",
+        description="Runs pip of the Python that runs the server, then says whether a node reload "
+        "or a server restart makes the change live.",
+    )
+    configure_install(install)
+    install.set_defaults(func=cmd_install)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_cmd_version)
+    return parser, sub
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``comfytavern``: the exit code (Ctrl+C: 130, like any shell command)."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
+    parser, sub = _parser()
     kernel = None
     first = next((a for a in argv if not a.startswith("-")), None)
-    if first is not None and first not in BUILTINS:
+    if first is None or first not in BUILTINS:
+        # Plugin commands (create-user, worker...) come from a kernel; `comfytavern` and
+        # `comfytavern --help` list them too.
         try:
             kernel, commands = _plugin_commands(argv)
         except Exception as exc:  # noqa: BLE001 - report any start-up problem plainly
-            print(f"cannot load plugin commands: {exc}", file=sys.stderr)
-            return 2
+            if first is not None:
+                print(f"cannot load plugin commands: {exc}", file=sys.stderr)
+                return 2
+            parser.epilog = f"Plugin commands are not listed: {exc}"
+            commands = []
         for command in commands:
             p = sub.add_parser(command.name, help=command.help)
             _common(p)
             command.configure(p)
             p.set_defaults(func=None, plugin_command=command)
-
+    if first is None and not any(a in ("-h", "--help") for a in argv):
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
     if getattr(args, "func", None) is not None:
         return int(args.func(args))
     return _run_plugin_command(kernel, args.plugin_command, args)

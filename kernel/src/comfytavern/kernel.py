@@ -233,7 +233,8 @@ class Kernel:
 
         Routes flagged ``route.fallback = True`` (catch-alls such as the static frontend's
         ``Mount("/")``) are placed after every other route, so kernel routes and every plugin's
-        routes win whatever the plugin load order.
+        routes win whatever the plugin load order. ``route.fallback = 2`` (or higher) goes after
+        those too: a default that answers only when no catch-all does (the server's home page).
         """
         claimed: dict[str, str] = {}
         routes: list[BaseRoute] = []
@@ -251,9 +252,7 @@ class Kernel:
         if self.auth is not None:
             for item in self.auth.routes():
                 claim(item, f"auth mode {self.config.auth.mode!r}")
-        return [r for r in routes if not getattr(r, "fallback", False)] + [
-            r for r in routes if getattr(r, "fallback", False)
-        ]
+        return sorted(routes, key=_fallback_rank)  # stable: same rank keeps registration order
 
     def commands(self) -> list[CliCommand]:
         out: list[CliCommand] = []
@@ -382,6 +381,16 @@ def _single_leaf(group: BaseExceptionGroup[Any]) -> BaseException | None:
 
     walk(group)
     return leaves[0] if len(leaves) == 1 else None
+
+
+def _fallback_rank(route: BaseRoute) -> int:
+    """0 for ordinary routes, 1 for ``fallback = True``, the number itself for ``fallback = 2...``."""
+    value = getattr(route, "fallback", False)
+    if value is True:
+        return 1
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return 0
 
 
 def _normalise_path(path: str) -> str:

@@ -1,8 +1,11 @@
 """Prometheus metrics: a small per-kernel registry, the HTTP middleware and the run observer.
 
-No global state (tests build many kernels): each kernel owns one :class:`ServerMetrics`, found
-with :func:`metrics_for`. The text exposition format (version 0.0.4) is rendered by
-:meth:`ServerMetrics.render`; ``GET /metrics`` (the ``server`` plugin) serves it.
+No global state (tests build many kernels): each kernel owns one :class:`ServerMetrics` with its
+own ``prometheus_client.CollectorRegistry``, found with :func:`metrics_for`. ``prometheus_client``
+stores the series and writes the text exposition format (version 0.0.4,
+:meth:`ServerMetrics.render`); ``GET /metrics`` (the ``server`` plugin) serves it. The thin
+:class:`Counter` / :class:`Gauge` / :class:`Histogram` wrappers only keep the keyword-label calls
+used here and by plugins (``inc(method="GET", route=..., status=...)``) and validate label names.
 
 What is measured and where it comes from:
 
@@ -20,17 +23,15 @@ What is measured and where it comes from:
 
 from __future__ import annotations
 
-import abc
-import bisect
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import prometheus_client
 from anyio.abc import TaskStatus
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,155 +68,115 @@ RUN_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300
 NODE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _Metric:
+    """One metric of a kernel's registry, keeping the server's keyword-label API
+    (``counter.inc(method="GET", ...)``) over a ``prometheus_client`` metric, which does the
+    storage, the locking and the exposition."""
 
+    _library: Any = None
 
-def _fmt(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-class _Metric(abc.ABC):
-    kind = ""
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, help: str, labelnames: Sequence[str] = (), **options: Any) -> None:
         self.name = name
         self.help = help
         self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
+        # registry=None: not in prometheus_client's process-wide default registry; the kernel's
+        # MetricsRegistry registers it.
+        self.metric = self._library(name, help, self.labelnames, registry=None, **options)
 
-    def _key(self, labels: dict[str, str]) -> tuple[str, ...]:
+    def child(self, labels: dict[str, str]) -> Any:
+        """The series for ``labels`` (exactly the metric's label names, else ``ValueError``)."""
         if set(labels) != set(self.labelnames):
             raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {tuple(labels)}")
-        return tuple(str(labels[n]) for n in self.labelnames)
+        if not self.labelnames:
+            return self.metric
+        return self.metric.labels(**{n: str(labels[n]) for n in self.labelnames})
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+    def sample(self, suffix: str = "", **labels: str) -> float:
+        """The current value of one sample (``suffix``: ``_count``, ``_sum``...); 0 when unset."""
+        self.child(labels)  # validates the label names
+        wanted = {n: str(v) for n, v in labels.items()}
+        for family in self.metric.collect():
+            for sample in family.samples:
+                if sample.name == self._sample_name(suffix) and sample.labels == wanted:
+                    return float(sample.value)
+        return 0.0
 
-    @abc.abstractmethod
-    def samples(self) -> list[str]:
-        """The exposition lines of this metric's series."""
+    def _sample_name(self, suffix: str) -> str:
+        return self.name + suffix
 
 
 class Counter(_Metric):
-    """A monotonically increasing count (thread-safe)."""
+    """A monotonically increasing count. Its name should end in ``_total`` (as exposed)."""
 
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
+    _library = prometheus_client.Counter
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self.child(labels).inc(amount)  # a negative amount raises ValueError
 
     def value(self, **labels: str) -> float:
-        return self._values.get(self._key(labels), 0.0)
+        return self.sample(**labels)
 
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.labelnames, k)} {_fmt(v)}" for k, v in items]
+    def _sample_name(self, suffix: str) -> str:
+        return self.name if self.name.endswith("_total") else self.name + "_total"
 
 
 class Gauge(_Metric):
-    """A value that goes up and down (thread-safe)."""
+    """A value that goes up and down."""
 
-    kind = "gauge"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[tuple[str, ...], float] = {} if labelnames else {(): 0.0}
+    _library = prometheus_client.Gauge
 
     def set(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
+        self.child(labels).set(value)
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self.child(labels).inc(amount)
 
     def dec(self, amount: float = 1.0, **labels: str) -> None:
-        self.inc(-amount, **labels)
+        self.child(labels).dec(amount)
 
     def value(self, **labels: str) -> float:
-        return self._values.get(self._key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.labelnames, k)} {_fmt(v)}" for k, v in items]
+        return self.sample(**labels)
 
 
 class Histogram(_Metric):
-    """Cumulative buckets, sum and count per label set (thread-safe)."""
+    """Observations counted into buckets (upper bounds, inclusive; ``+Inf`` is added)."""
 
-    kind = "histogram"
+    _library = prometheus_client.Histogram
 
     def __init__(
         self, name: str, help: str, labelnames: Sequence[str] = (), buckets: Sequence[float] = DURATION_BUCKETS
     ) -> None:
-        super().__init__(name, help, labelnames)
+        super().__init__(name, help, labelnames, buckets=tuple(sorted(buckets)))
         self.buckets = tuple(sorted(buckets))
-        self._series: dict[tuple[str, ...], list[float]] = {}
 
     def observe(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        index = bisect.bisect_left(self.buckets, value)
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                # per-bucket counts (non-cumulative), then +Inf, sum, count
-                series = self._series[key] = [0.0] * (len(self.buckets) + 3)
-            series[index] += 1
-            series[-2] += value
-            series[-1] += 1
+        self.child(labels).observe(value)
 
     def count(self, **labels: str) -> float:
-        series = self._series.get(self._key(labels))
-        return series[-1] if series else 0.0
+        return self.sample("_count", **labels)
 
     def total(self, **labels: str) -> float:
-        series = self._series.get(self._key(labels))
-        return series[-2] if series else 0.0
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted((k, list(v)) for k, v in self._series.items())
-        out: list[str] = []
-        for key, series in items:
-            running = 0.0
-            for bound, count in zip((*self.buckets, math.inf), series[: len(self.buckets) + 1], strict=True):
-                running += count
-                le = f'le="{_fmt(bound)}"'
-                out.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {_fmt(running)}")
-            out.append(f"{self.name}_sum{_labels(self.labelnames, key)} {_fmt(series[-2])}")
-            out.append(f"{self.name}_count{_labels(self.labelnames, key)} {_fmt(series[-1])}")
-        return out
+        return self.sample("_sum", **labels)
 
 
 class MetricsRegistry:
-    """An ordered set of metrics rendered together; names must be unique."""
+    """One kernel's metrics in a ``prometheus_client.CollectorRegistry`` of its own (no global
+    registry, so tests can build many kernels); names must be unique.
+
+    The registry holds this object as its one collector rather than each metric: the library
+    files the counter ``ct_ws_connections_total`` under the family name ``ct_ws_connections`` and
+    would refuse the gauge of that name, and both names are part of the documented exposition.
+    """
 
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
+        self.collectors = prometheus_client.CollectorRegistry(auto_describe=False)
+        self.collectors.register(self)
+
+    def collect(self) -> Iterator[Any]:
+        """``prometheus_client`` collector protocol: every metric's families, in registration order."""
+        for metric in list(self._metrics.values()):
+            yield from metric.metric.collect()
 
     def register(self, metric: Any) -> Any:
         if metric.name in self._metrics:
@@ -238,11 +199,8 @@ class MetricsRegistry:
         return self._metrics.get(name)
 
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines.extend(metric.header())
-            lines.extend(metric.samples())
-        return "\n".join(lines) + "\n"
+        """The text exposition format (0.0.4), written by ``prometheus_client``."""
+        return prometheus_client.generate_latest(self.collectors).decode("utf-8")
 
 
 class ServerMetrics:

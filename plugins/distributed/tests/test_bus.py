@@ -13,6 +13,8 @@ from comfytavern import EventHub, HubEvent
 from comfytavern_distributed.bus import EventBridge
 from comfytavern_distributed.keys import Keys
 
+pytestmark = pytest.mark.redis
+
 
 @asynccontextmanager
 async def bridge(redis: Redis, prefix: str, name: str, **kwargs: object) -> AsyncIterator[EventBridge]:

@@ -76,6 +76,7 @@ async def final_status(sub: Any, prompt_id: str, timeout: float = 10) -> tuple[s
 
 
 @pytest.mark.anyio
+@pytest.mark.redis
 async def test_submit_on_a_web_instance_runs_on_the_worker_and_is_watchable(tmp_path: Path, prefix: str) -> None:
     shared = SharedRuns()
     a = build(tmp_path, shared, prefix, "A", execute=False)
@@ -119,6 +120,7 @@ async def test_submit_on_a_web_instance_runs_on_the_worker_and_is_watchable(tmp_
 
 
 @pytest.mark.anyio
+@pytest.mark.redis
 async def test_interrupt_from_the_web_instance_cancels_the_run_on_the_worker(tmp_path: Path, prefix: str) -> None:
     shared = SharedRuns()
     a = build(tmp_path, shared, prefix, "A", execute=False)
@@ -140,6 +142,7 @@ async def test_interrupt_from_the_web_instance_cancels_the_run_on_the_worker(tmp
 
 
 @pytest.mark.anyio
+@pytest.mark.redis
 async def test_a_run_interrupted_while_queued_never_runs(tmp_path: Path, prefix: str) -> None:
     shared = SharedRuns()
     a = build(tmp_path, shared, prefix, "A", execute=False)
@@ -160,6 +163,7 @@ async def test_a_run_interrupted_while_queued_never_runs(tmp_path: Path, prefix:
 
 
 @pytest.mark.anyio
+@pytest.mark.redis
 async def test_invalid_workflows_are_rejected_on_the_submitting_instance(tmp_path: Path, prefix: str) -> None:
     from comfytavern.engine import WorkflowInvalid
 
@@ -171,6 +175,7 @@ async def test_invalid_workflows_are_rejected_on_the_submitting_instance(tmp_pat
 
 
 @pytest.mark.anyio
+@pytest.mark.redis
 async def test_max_concurrency_per_worker(tmp_path: Path, prefix: str) -> None:
     shared = SharedRuns()
     a = build(tmp_path, shared, prefix, "A", execute=False)
@@ -219,6 +224,7 @@ async def test_disabled_by_default(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.redis
 async def test_runs_the_shared_queue_forgot_are_ended_not_left_queued(tmp_path: Path, prefix: str) -> None:
     """Redis lost its data (a restart without persistence): stale queued records end queue_lost."""
     from redis.asyncio import Redis
@@ -241,6 +247,7 @@ async def test_runs_the_shared_queue_forgot_are_ended_not_left_queued(tmp_path: 
         assert record is not None and record.status == "error" and record.error_info["code"] == "queue_lost"  # type: ignore[index]
 
 
+@pytest.mark.redis
 def test_status_route_for_admins(tmp_path: Path, prefix: str) -> None:
     from comfytavern.testing import client_for
 

@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from comfytavern_distributed.keys import GROUP, Keys
 from comfytavern_distributed.queue import WORKER_LOST, QueuedRun, RedisRunQueue, RunOutcome, RunState
 
+pytestmark = pytest.mark.redis
+
 
 class FakeExecutor:
     """Runs a job by waiting on a per-run event (or ``delay``); records what happened."""

@@ -165,7 +165,7 @@ def test_exposition_format() -> None:
     assert 'ct_x_total{path="a \\"quoted\\"\\\\ path\\n"} 1' in text
     samples = parse(text)
     assert value(samples, "ct_h_seconds_bucket", le="0.1") == 2  # le is inclusive
-    assert value(samples, "ct_h_seconds_bucket", le="1") == 3
+    assert value(samples, "ct_h_seconds_bucket", le="1.0") == 3  # prometheus_client spells bounds as floats
     assert value(samples, "ct_h_seconds_bucket", le="+Inf") == 4 == value(samples, "ct_h_seconds_count")
     assert value(samples, "ct_h_seconds_sum") == pytest.approx(7.65)
     with pytest.raises(ValueError):
@@ -238,3 +238,32 @@ def test_real_runs_are_counted(make_full_kernel: Any) -> None:
     assert sum(node_counts.values()) == 2
     assert value(samples, "ct_runs_running") == 0 and value(samples, "ct_runs_queued") == 0
     assert value(samples, "ct_http_requests_total", method="POST", route="/api/prompt", status="200") == 2
+
+
+def test_every_documented_series_is_exposed_and_parses(kernel: Any) -> None:
+    """The names and labels of docs/operations.md, read back with prometheus_client's own parser;
+    two kernels keep separate registries."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with client_for(kernel) as client:
+        client.get("/healthz")
+        text = client.get("/metrics").text
+    parsed = list(text_string_to_metric_families(text))
+    kinds = {(f.name, f.type) for f in parsed}
+    families = {f.name: f for f in parsed}
+    expected = {
+        "ct_http_requests": "counter", "ct_http_request_duration_seconds": "histogram",
+        "ct_ws_connections": "gauge", "ct_runs_queued": "gauge", "ct_runs_running": "gauge",
+        "ct_runs_finished": "counter", "ct_run_duration_seconds": "histogram",
+        "ct_node_duration_seconds": "histogram", "ct_process_start_time_seconds": "gauge", "ct_build_info": "gauge",
+    }
+    for name, kind in expected.items():
+        assert (name, kind) in kinds, name
+    assert ("ct_ws_connections", "counter") in kinds  # ct_ws_connections_total
+    # the counter ct_ws_connections_total and the gauge ct_ws_connections are both there
+    assert "# TYPE ct_ws_connections_total counter" in text and "# TYPE ct_ws_connections gauge" in text
+    labels = {tuple(sorted(s.labels)) for s in families["ct_http_requests"].samples if s.name == "ct_http_requests_total"}
+    assert labels == {("method", "route", "status")}
+    other = ServerMetrics()
+    assert other.http_requests.value(method="GET", route="/healthz", status="200") == 0
+    assert metrics_for(kernel).http_requests.value(method="GET", route="/healthz", status="200") == 1

@@ -20,6 +20,7 @@ def pg_kernel(tmp_path: Path, settings: dict[str, Any]) -> Any:
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
 async def test_three_stores_share_one_pool_and_migrate(tmp_path: Path, pg_settings: dict[str, Any]) -> None:
     kernel = pg_kernel(tmp_path, pg_settings)
     pools = [v for v in kernel.services.values() if isinstance(v, PostgresDatabase)]

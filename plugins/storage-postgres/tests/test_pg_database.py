@@ -21,6 +21,7 @@ STEPS = [
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
 async def test_migrations_apply_once_and_are_recorded(pg_settings: dict[str, Any]) -> None:
     db = PostgresDatabase(parse_settings(pg_settings))
     await db.open()
@@ -44,6 +45,7 @@ async def test_migrations_apply_once_and_are_recorded(pg_settings: dict[str, Any
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
 async def test_concurrent_instances_migrate_exactly_once(pg_settings: dict[str, Any]) -> None:
     """Two pools (two server instances) starting together: the advisory lock serialises them."""
     dbs = [PostgresDatabase(parse_settings(pg_settings)) for _ in range(3)]
@@ -65,6 +67,7 @@ async def test_concurrent_instances_migrate_exactly_once(pg_settings: dict[str, 
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
 async def test_failed_step_leaves_nothing_behind(pg_settings: dict[str, Any]) -> None:
     db = PostgresDatabase(parse_settings(pg_settings))
     await db.open()
@@ -79,6 +82,7 @@ async def test_failed_step_leaves_nothing_behind(pg_settings: dict[str, Any]) ->
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
 async def test_newer_schema_than_code_is_refused(pg_settings: dict[str, Any]) -> None:
     db = PostgresDatabase(parse_settings(pg_settings))
     await db.open()
@@ -91,6 +95,7 @@ async def test_newer_schema_than_code_is_refused(pg_settings: dict[str, Any]) ->
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
 async def test_transaction_rolls_back_on_error(pg_settings: dict[str, Any]) -> None:
     db = PostgresDatabase(parse_settings(pg_settings))
     await db.open()
@@ -106,6 +111,7 @@ async def test_transaction_rolls_back_on_error(pg_settings: dict[str, Any]) -> N
 
 
 @pytest.mark.anyio
+@pytest.mark.postgres
 async def test_shared_pool_is_reference_counted(pg_settings: dict[str, Any]) -> None:
     services: dict[str, Any] = {}
     settings = parse_settings(pg_settings)

@@ -21,10 +21,11 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from comfytavern.auth import Principal
 from comfytavern.engine.executor import Execution, ExecutionSettings
-from comfytavern.engine.graph import Limits, PreparedGraph, prepare
+from comfytavern.engine.graph import Limits, PreparedGraph
 from comfytavern.engine.groups import expand_groups, has_groups
 from comfytavern.engine.issues import WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.engine.validation import prepare_checked
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.logs import run_context
 from comfytavern.nodes.registry import RegistryHolder
@@ -342,7 +343,7 @@ class Scheduler:
 
     # -- submission ---------------------------------------------------------------------------
     async def prepare(self, payload: ExecutionPayload, user: Principal) -> PreparedGraph:
-        """Expand node groups, then validate and precompute (raises :class:`WorkflowInvalid`)."""
+        """Expand node groups, then validate (input values too) and precompute (raises :class:`WorkflowInvalid`)."""
         if has_groups(payload):
             project_id = payload.metadata.get("projectId")
             payload = await expand_groups(
@@ -353,8 +354,8 @@ class Scheduler:
             )
         registry = self.registry.current
         if len(payload.nodes) > THREAD_PREPARE_THRESHOLD:
-            return await anyio.to_thread.run_sync(prepare, payload, registry, self.limits)
-        return prepare(payload, registry, self.limits)
+            return await anyio.to_thread.run_sync(prepare_checked, payload, registry, self.limits)
+        return prepare_checked(payload, registry, self.limits)
 
     async def submit(
         self,

@@ -7,6 +7,7 @@ the JSON, as the editor expects (an absent key, never ``null``).
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -25,6 +26,7 @@ __all__ = [
     "Mode",
     "Node",
     "NodeDefinition",
+    "NodeDefinitionError",
     "NodeModeDefinition",
     "Output",
     "Outputs",
@@ -261,11 +263,19 @@ def _caller_dir(fn: Callable[..., Any] | None, depth: int = 2) -> Path | None:
     return Path(file).resolve().parent if file else None
 
 
+#: Marks an argument of :func:`node` the caller left out (so the error can name node and field).
+_REQUIRED: Any = object()
+
+
+class NodeDefinitionError(TypeError):
+    """``@node(...)`` was called without a required field or with a wrong one; names node and field."""
+
+
 def node(
     *,
-    type: str,
-    category: str,
-    display_name: str,
+    type: str = _REQUIRED,
+    category: str = _REQUIRED,
+    display_name: str = _REQUIRED,
     description: str = "",
     namespace: str | None = None,
     inputs: Mapping[str, Input] | None = None,
@@ -286,8 +296,24 @@ def node(
     """Decorator turning an execute callable into a :class:`Node`.
 
     The namespace defaults to the pack's (set when the pack is loaded). ``client_script_url`` is
-    resolved relative to the folder of the module that defines the node.
+    resolved relative to the folder of the module that defines the node. ``type``, ``category``
+    and ``display_name`` are required: leaving one out raises :class:`NodeDefinitionError` naming
+    the node and the field (instead of Python's bare "missing keyword argument").
     """
+    missing = [name for name, value in (("type", type), ("category", category), ("display_name", display_name))
+               if value is _REQUIRED]
+    if missing:
+        which = f"node {type!r}" if type is not _REQUIRED else "a node"
+        fields = ", ".join(repr(m) for m in missing)
+        raise NodeDefinitionError(
+            f"@node(...) for {which}: missing required field{'s' if len(missing) > 1 else ''} {fields} "
+            "(type: the base name; category: the palette group; display_name: the title shown in the editor)"
+        )
+    for name, value in (("type", type), ("category", category), ("display_name", display_name)):
+        if not isinstance(value, str):
+            raise NodeDefinitionError(
+                f"@node(...) for node {type!r}: {name!r} must be text, got {builtins.type(value).__name__}"
+            )
 
     def wrap(fn: ExecuteFn | None) -> Node:
         mode_defs: dict[str, NodeModeDefinition] | None = None

@@ -13,6 +13,11 @@ Retries
     and 5xx answers are retried ``max_retries`` times with exponential backoff (a server's
     ``Retry-After`` is honoured up to ``max_retry_delay_seconds``). Once a token has been handed
     to the node, any failure is final (retrying would duplicate text the user already saw).
+    The delay is computed here (``_retry_delay``, ten lines) rather than by a retry library
+    (tenacity, stamina): the decision depends on whether a token was already handed to the node
+    and on the answer's ``Retry-After``, and the retry loop must stay inside the streaming
+    ``async with`` so an interrupt closes the socket at once; a decorator-based retry wraps the
+    whole call and can express neither.
 
 Interrupt
     Everything runs inside ``async with client.stream(...)``: when the engine cancels the node's
