@@ -140,3 +140,9 @@ def model_factory(server: Server, fake: Any) -> Callable[..., str]:
         return server.save(chat_workflow(fake.base_url, upstream, **changes))
 
     return make
+
+
+@pytest.fixture
+def chat_doc() -> Callable[..., dict[str, Any]]:
+    """:func:`chat_workflow` as a fixture (test modules cannot import conftest in importlib mode)."""
+    return chat_workflow
