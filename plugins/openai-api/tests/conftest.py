@@ -126,10 +126,25 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    kernel = make_kernel(tmp_path)
-    with live_server(kernel) as base:
-        yield Server(base, kernel)
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``server_factory(**config_sections)`` starts another real server (its own data folder)."""
+    started = iter(range(1000))
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: Any) -> Server:
+            folder = tmp_path / f"server-{next(started)}"
+            folder.mkdir()
+            plugins = overrides.pop("plugins", None)  # the config section, not plugin objects
+            kernel = make_kernel(folder, plugins_config=plugins, **overrides)
+            return Server(stack.enter_context(live_server(kernel)), kernel)
+
+        yield start
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Server]) -> Server:
+    """A real server with the default configuration."""
+    return server_factory()
 
 
 @pytest.fixture
