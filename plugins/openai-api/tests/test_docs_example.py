@@ -25,7 +25,8 @@ def test_the_example_file_saved_as_documented_is_the_model_chat_chat_model(serve
     saved = httpx.post(f"{server.base}/api/projects/chat/workflows", content=EXAMPLE.read_bytes(),
                        headers={"Content-Type": "application/json"}, timeout=10)
     assert saved.status_code == 201, saved.text
-    listing = OpenAI(base_url=server.v1, api_key=server.key(), max_retries=0).models.list()
+    with OpenAI(base_url=server.v1, api_key=server.key(), max_retries=0) as client:
+        listing = client.models.list()
     assert [m.id for m in listing.data] == ["chat/chat-model"]
     doc = json.loads(EXAMPLE.read_text(encoding="utf-8"))
     assert set(doc["interfaceInputs"]) == {"messages", "temperature", "max_tokens", "top_p", "seed"}
@@ -40,11 +41,13 @@ def test_every_setting_is_documented() -> None:
         assert f"| `{field}` | `{shown}` |" in text, f"{field} (default {shown}) is not in docs/openai-api.md"
 
 
-def test_a_run_interrupted_elsewhere_ends_the_stream_with_an_error(server: Any, fake: Any, model_factory: Any) -> None:
+def test_a_run_interrupted_elsewhere_ends_the_stream_with_an_error(server: Any, fake: Any, model_factory: Any, request: Any) -> None:
     fake.reply = " ".join(f"w{i}" for i in range(60))
     model = model_factory("slow-100")
     client = OpenAI(base_url=server.v1, api_key=server.key(), max_retries=0, timeout=30)
+    request.addfinalizer(client.close)
     stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "go"}], stream=True)
+    request.addfinalizer(stream.close)
     got = 0
     with pytest.raises(openai.APIError) as failed:
         for chunk in stream:

@@ -4,6 +4,7 @@ OpenAI server as the LLM upstream of the workflow's ``GenericLlmRequest`` node."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -14,8 +15,18 @@ from openai import AsyncOpenAI, OpenAI
 Server = Any
 
 
-def client(server: Server, key: str | None = None) -> OpenAI:
-    return OpenAI(base_url=server.v1, api_key=key or server.key(), max_retries=0, timeout=30)
+@pytest.fixture
+def client(server: Server) -> Iterator[Callable[..., OpenAI]]:
+    """``client(key=None)``: an SDK client of the server (a new ``runs:write`` key by default)."""
+    made: list[OpenAI] = []
+
+    def make(key: str | None = None) -> OpenAI:
+        made.append(OpenAI(base_url=server.v1, api_key=key or server.key(), max_retries=0, timeout=30))
+        return made[-1]
+
+    yield make
+    for sdk in made:
+        sdk.close()
 
 
 def prompt_of(completion_id: str) -> str:
@@ -23,21 +34,21 @@ def prompt_of(completion_id: str) -> str:
     return completion_id.removeprefix("chatcmpl-")
 
 
-def test_list_models_shows_the_chat_workflows_only(server: Server, fake: Any, model_factory: Any, chat_doc: Any) -> None:
+def test_list_models_shows_the_chat_workflows_only(server: Server, fake: Any, model_factory: Any, chat_doc: Any, client: Any) -> None:
     first = model_factory()
     second = server.save(chat_doc(fake.base_url, "echo", name="Other chat"), project="second")
     plain = chat_doc(fake.base_url, "echo", name="Not a model")
     plain["interfaceOutputs"] = {"answer": plain["interfaceOutputs"]["reply"]}
     server.save(plain)
-    models = client(server).models.list()
+    models = client().models.list()
     assert sorted(m.id for m in models.data) == sorted([first, second])
     card = next(m for m in models.data if m.id == first)
     assert card.object == "model" and card.owned_by == "default_user" and card.created > 1_700_000_000
 
 
-def test_plain_completion_through_the_llm_node(server: Server, fake: Any, model_factory: Any) -> None:
+def test_plain_completion_through_the_llm_node(server: Server, fake: Any, model_factory: Any, client: Any) -> None:
     model = model_factory("echo")
-    reply = client(server).chat.completions.create(
+    reply = client().chat.completions.create(
         model=model,
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about tea"}],
         temperature=0.3,
@@ -61,19 +72,20 @@ def test_plain_completion_through_the_llm_node(server: Server, fake: Any, model_
     assert record["status"] == "complete" and record["workflowName"] == "Chat model"
 
 
-def test_defaults_apply_when_the_request_omits_a_field(server: Server, fake: Any, model_factory: Any) -> None:
+def test_defaults_apply_when_the_request_omits_a_field(server: Server, fake: Any, model_factory: Any, client: Any) -> None:
     model = model_factory("echo")
-    client(server).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    client().chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     upstream = fake.requests[-1].body
     assert upstream["temperature"] == 0.7 and upstream["max_tokens"] == 1024 and "seed" not in upstream
 
 
-def test_streamed_completion_arrives_chunk_by_chunk(server: Server, fake: Any, model_factory: Any) -> None:
+def test_streamed_completion_arrives_chunk_by_chunk(server: Server, fake: Any, model_factory: Any, client: Any, request: Any) -> None:
     fake.reply = "one two three four five six seven eight nine ten"
     model = model_factory("slow-150")
-    stream = client(server).chat.completions.create(
+    stream = client().chat.completions.create(
         model=model, messages=[{"role": "user", "content": "count"}], stream=True, stream_options={"include_usage": True}
     )
+    request.addfinalizer(stream.close)
     pieces: list[str] = []
     finish: list[str] = []
     usage: list[Any] = []
@@ -99,9 +111,9 @@ def test_streamed_completion_arrives_chunk_by_chunk(server: Server, fake: Any, m
     assert len(usage) == 1 and usage[0].completion_tokens == 10
 
 
-def test_content_as_a_list_of_text_parts(server: Server, fake: Any, model_factory: Any) -> None:
+def test_content_as_a_list_of_text_parts(server: Server, fake: Any, model_factory: Any, client: Any) -> None:
     model = model_factory("echo")
-    reply = client(server).chat.completions.create(
+    reply = client().chat.completions.create(
         model=model,
         messages=[{"role": "user", "content": [{"type": "text", "text": "first part"}, {"type": "text", "text": "second"}]}],
     )
@@ -127,10 +139,10 @@ def test_async_client_parallel_streams(server: Server, fake: Any, model_factory:
     assert asyncio.run(main()) == [f"message number {i} here" for i in range(12)]
 
 
-def test_disconnect_mid_stream_interrupts_the_run_and_the_upstream(server: Server, fake: Any, model_factory: Any) -> None:
+def test_disconnect_mid_stream_interrupts_the_run_and_the_upstream(server: Server, fake: Any, model_factory: Any, client: Any) -> None:
     fake.reply = " ".join(f"w{i}" for i in range(60))
     model = model_factory("slow-100")
-    stream = client(server).chat.completions.create(model=model, messages=[{"role": "user", "content": "go"}], stream=True)
+    stream = client().chat.completions.create(model=model, messages=[{"role": "user", "content": "go"}], stream=True)
     seen = 0
     completion_id = ""
     for chunk in stream:
@@ -147,42 +159,43 @@ def test_disconnect_mid_stream_interrupts_the_run_and_the_upstream(server: Serve
     assert record["nodeStatus"]["llm"]["status"] == "interrupted"
 
 
-def test_errors_reach_the_sdk_as_its_exceptions(server: Server, fake: Any, model_factory: Any) -> None:
+def test_errors_reach_the_sdk_as_its_exceptions(server: Server, fake: Any, model_factory: Any, client: Any) -> None:
     model = model_factory("echo")
     messages = [{"role": "user", "content": "hi"}]
     with pytest.raises(openai.NotFoundError) as missing:
-        client(server).chat.completions.create(model="chat/nope", messages=messages)
+        client().chat.completions.create(model="chat/nope", messages=messages)
     assert missing.value.code == "model_not_found" and missing.value.status_code == 404
     with pytest.raises(openai.AuthenticationError) as bad_key:
-        client(server, key="ctsk_" + "x" * 56).chat.completions.create(model=model, messages=messages)
+        client(key="ctsk_" + "x" * 56).chat.completions.create(model=model, messages=messages)
     assert bad_key.value.code == "invalid_api_key"
     with pytest.raises(openai.AuthenticationError):
-        client(server, key="undefined").models.list()
+        client(key="undefined").models.list()
     read_only = server.key(["runs:read"])
-    assert [m.id for m in client(server, read_only).models.list().data] == [model]
+    assert [m.id for m in client(read_only).models.list().data] == [model]
     with pytest.raises(openai.PermissionDeniedError) as scope:
-        client(server, read_only).chat.completions.create(model=model, messages=messages)
+        client(read_only).chat.completions.create(model=model, messages=messages)
     assert scope.value.code == "insufficient_scope" and "runs:write" in scope.value.message
     with pytest.raises(openai.PermissionDeniedError):
-        client(server, server.key(["projects:*"])).models.list()
+        client(server.key(["projects:*"])).models.list()
     with pytest.raises(openai.BadRequestError) as bad:
-        client(server).chat.completions.create(model=model, messages=messages, temperature=7)
+        client().chat.completions.create(model=model, messages=messages, temperature=7)
     assert bad.value.param == "temperature"
 
 
-def test_a_failing_node_is_a_500_with_its_message(server: Server, fake: Any, model_factory: Any) -> None:
+def test_a_failing_node_is_a_500_with_its_message(server: Server, fake: Any, model_factory: Any, client: Any) -> None:
     model = model_factory("error-404")
     for stream in (False, True):
         with pytest.raises(openai.InternalServerError) as failed:
-            client(server).chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}], stream=stream)
+            client().chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}], stream=stream)
         assert failed.value.status_code == 500 and failed.value.code == "workflow_error"
         assert "workflow node llm failed" in failed.value.message and "HTTP 404" in failed.value.message
 
 
-def test_a_failure_mid_stream_is_an_error_event(server: Server, fake: Any, model_factory: Any) -> None:
+def test_a_failure_mid_stream_is_an_error_event(server: Server, fake: Any, model_factory: Any, client: Any, request: Any) -> None:
     model = model_factory("midstream-error")
     messages = [{"role": "user", "content": "Hello world"}]
-    stream = client(server).chat.completions.create(model=model, messages=messages, stream=True)
+    stream = client().chat.completions.create(model=model, messages=messages, stream=True)
+    request.addfinalizer(stream.close)
     got: list[str] = []
     with pytest.raises(openai.APIError) as failed:
         for chunk in stream:
@@ -193,13 +206,13 @@ def test_a_failure_mid_stream_is_an_error_event(server: Server, fake: Any, model
     assert "sk-abc123456789" not in failed.value.message
 
 
-def test_upstream_secrets_are_redacted_from_errors(server: Server, fake: Any, chat_doc: Any) -> None:
+def test_upstream_secrets_are_redacted_from_errors(server: Server, fake: Any, chat_doc: Any, client: Any) -> None:
     """The fake echoes the presented key in its 401 message, as OpenAI does."""
     doc = chat_doc(fake.base_url, "error-401")
     next(n for n in doc["nodes"] if n["id"] == "api")["inputValues"]["api_key"] = "sk-live-supersecret-123456"
     model = server.save(doc)
     with pytest.raises(openai.InternalServerError) as failed:
-        client(server).chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+        client().chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
     assert "supersecret" not in failed.value.message and "HTTP 401" in failed.value.message
     raw = httpx.post(f"{server.v1}/chat/completions", json={"model": model, "messages": [{"role": "user", "content": "x"}]}, timeout=30)
     assert "supersecret" not in raw.text
