@@ -2,7 +2,8 @@
 
 Routes: ``POST /api/prompt``, ``GET /api/executions``, ``GET /api/prompt/{id}`` (optionally
 waiting), ``GET /api/prompt/{id}/events`` (server-sent events), ``POST|DELETE /api/interrupt/{id}``,
-``GET /api/history``, ``GET /api/system_stats`` and the editor's WebSocket ``/ws``.
+``GET /api/history``, ``GET /api/system_stats``, ``POST /api/projects/{p}/workflows/{w}/run`` (a
+stored workflow by reference) and the editor's WebSocket ``/ws``.
 See ``docs/executions.md`` and ``docs/websocket.md``.
 """
 
@@ -15,6 +16,7 @@ from starlette.routing import BaseRoute
 from comfytavern import hookimpl
 from comfytavern_executions.http_api import http_routes
 from comfytavern_executions.settings import ExecutionsSettings
+from comfytavern_executions.workflow_run import workflow_routes
 from comfytavern_executions.ws import websocket_routes
 
 name = "executions"
@@ -23,4 +25,4 @@ name = "executions"
 @hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings("executions", ExecutionsSettings)
-    return [*http_routes(kernel, settings), *websocket_routes(kernel, settings)]
+    return [*http_routes(kernel, settings), *workflow_routes(kernel, settings), *websocket_routes(kernel, settings)]

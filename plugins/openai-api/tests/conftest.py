@@ -1,0 +1,163 @@
+"""A real server (every installed plugin and node pack, the default configuration: auth ``local``,
+workflow files, SQLite accounts and history) on a loopback socket, the loopback fake OpenAI
+server of the LLM node pack as the upstream, and helpers to store chat-model workflows."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from comfytavern.app import create_app
+from comfytavern.kernel import Kernel
+from comfytavern.testing import make_kernel
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "docs" / "examples" / "openai-chat-model" / "chat-model.json"
+
+
+def _load(name: str, path: Path) -> Any:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fake_openai = _load("llm_fake_openai", ROOT / "node_packs" / "llm" / "tests" / "fake_openai.py")
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[Any]:
+    server = fake_openai.FakeOpenAI().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: Any) -> Iterator[Any]:
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
+
+
+@contextlib.contextmanager
+def live_server(kernel: Kernel) -> Iterator[str]:
+    """Serve the kernel's app with uvicorn on 127.0.0.1 (a free port) in a thread."""
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(kernel), host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="openai-api-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+def chat_workflow(base_url: str, model: str, **changes: Any) -> dict[str, Any]:
+    """The documented example workflow, pointed at ``base_url`` with the upstream model ``model``."""
+    doc = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for node in doc["nodes"]:
+        if node["id"] == "api":
+            node["inputValues"]["base_url"] = base_url
+        if node["id"] == "llm":
+            node["inputValues"]["activated_model_id"] = model
+    doc.pop("id")
+    doc.update(copy.deepcopy(changes))
+    return doc
+
+
+@dataclass
+class Server:
+    """The running server and a loopback client for setting it up (local mode: no login)."""
+
+    base: str
+    kernel: Kernel
+
+    @property
+    def v1(self) -> str:
+        return f"{self.base}/v1"
+
+    def key(self, scopes: list[str] | None = None) -> str:
+        made = httpx.post(f"{self.base}/api/users/me/service-keys", json={"scopes": scopes or ["runs:write"]}, timeout=10)
+        assert made.status_code == 201, made.text
+        return str(made.json()["secret"])
+
+    def save(self, doc: dict[str, Any], project: str = "chat", headers: dict[str, str] | None = None) -> str:
+        """Store ``doc`` in ``project``; returns the model id ``<project>/<workflowId>``."""
+        meta = httpx.get(f"{self.base}/api/projects/{project}/metadata", headers=headers, timeout=10)
+        if meta.status_code == 404:
+            created = httpx.post(f"{self.base}/api/projects", json={"name": project}, headers=headers, timeout=10)
+            assert created.status_code == 201, created.text
+        saved = httpx.post(f"{self.base}/api/projects/{project}/workflows", json=doc, headers=headers, timeout=10)
+        assert saved.status_code == 201, saved.text
+        return f"{project}/{saved.json()['id']}"
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.base}/api/history", timeout=10).json()["items"])
+
+    def run(self, prompt_id: str, wait: float = 10) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.base}/api/prompt/{prompt_id}?wait={wait}", timeout=wait + 10).json())
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """``server_factory(**config_sections)`` starts another real server (its own data folder)."""
+    started = iter(range(1000))
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: Any) -> Server:
+            folder = tmp_path / f"server-{next(started)}"
+            folder.mkdir()
+            plugins = overrides.pop("plugins", None)  # the config section, not plugin objects
+            kernel = make_kernel(folder, plugins_config=plugins, **overrides)
+            return Server(stack.enter_context(live_server(kernel)), kernel)
+
+        yield start
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Server]) -> Server:
+    """A real server with the default configuration."""
+    return server_factory()
+
+
+@pytest.fixture
+def model_factory(server: Server, fake: Any) -> Callable[..., str]:
+    """``model_factory(upstream_model, **doc_changes)`` stores a chat workflow, returns its id."""
+
+    def make(upstream: str = "echo", **changes: Any) -> str:
+        return server.save(chat_workflow(fake.base_url, upstream, **changes))
+
+    return make
+
+
+@pytest.fixture
+def chat_doc() -> Callable[..., dict[str, Any]]:
+    """:func:`chat_workflow` as a fixture (test modules cannot import conftest in importlib mode)."""
+    return chat_workflow
