@@ -316,6 +316,10 @@ class Scheduler:
             await self._written_event.wait()
 
     # -- submission ---------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closing or self._tg is None:
+            raise SchedulerClosed("the server is shutting down")
+
     async def prepare(self, payload: ExecutionPayload, user: Principal) -> PreparedGraph:
         """Expand node groups, then validate and precompute (raises :class:`WorkflowInvalid`)."""
         if has_groups(payload):
@@ -347,16 +351,19 @@ class Scheduler:
         An invalid workflow raises :class:`WorkflowInvalid` when ``reject_invalid``; otherwise it is
         accepted and recorded as a failed run with one ``NODE_ERROR`` per offending node.
         """
-        if self._closing or self._tg is None:
-            raise SchedulerClosed("the server is shutting down")
+        self._check_open()
         prompt_id = new_prompt_id()
         try:
             graph = await self.prepare(payload, user)
         except WorkflowInvalid as exc:
             if reject_invalid:
                 raise
+            self._check_open()
             self._reject(prompt_id, payload, user, source, exc, on_accepted)
             return prompt_id
+        # ``prepare`` awaits (node groups are read from storage, big payloads go to a thread): a
+        # shutdown may have drained the queue meanwhile, and a run accepted now would never run.
+        self._check_open()
         run = ActiveRun(prompt_id, user, graph, source, self.hub)
         if self.run_queue is not None:
             await self._enqueue(run, payload, on_accepted)
@@ -393,14 +400,15 @@ class Scheduler:
     ) -> RunRecord:
         """Execute, here and now, a run this process claimed from the shared queue (the queue
         bounds how many run at once); returns its final record once it is stored."""
-        if self._closing or self._tg is None:
-            raise SchedulerClosed("the server is shutting down")
+        self._check_open()
         try:
             graph = await self.prepare(payload, user)
         except WorkflowInvalid as exc:
+            self._check_open()
             self._reject(prompt_id, payload, user, source, exc, None)
             await self.flush()
             return self._recent[prompt_id]
+        self._check_open()  # as in ``submit``: a shutdown may have begun while preparing
         run = ActiveRun(prompt_id, user, graph, source, self.hub)
         run.submitted_at = submitted_at
         self._runs[prompt_id] = run
