@@ -77,6 +77,9 @@ class ExecutionConfig(_Section):
     #: On shutdown or restart: ``interrupt`` running runs, or ``finish`` them (bounded by the timeout).
     on_shutdown: Literal["interrupt", "finish"] = "interrupt"
     shutdown_timeout_seconds: float = 10.0
+    #: Longest one write to the run history may take, and at shutdown the time left in all for
+    #: the records still queued (a hung store cannot hold the shutdown); what is left is logged.
+    history_write_timeout_seconds: float = 10.0
     #: Most nodes one run may have (after node groups are expanded); larger payloads get a 422.
     max_nodes: int = 50_000
     #: Most edges one run may have (after node groups are expanded); larger payloads get a 422.
@@ -160,6 +163,10 @@ def _validate_semantics(cfg: Config) -> None:
         (
             cfg.execution.node_timeout_seconds is None or cfg.execution.node_timeout_seconds > 0,
             "$.execution.node_timeout_seconds: must be positive or null",
+        ),
+        (
+            cfg.execution.history_write_timeout_seconds > 0,
+            "$.execution.history_write_timeout_seconds: must be positive",
         ),
         (cfg.execution.max_nodes > 0, "$.execution.max_nodes: must be positive"),
         (cfg.execution.max_edges > 0, "$.execution.max_edges: must be positive"),

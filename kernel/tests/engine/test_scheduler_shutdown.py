@@ -3,18 +3,22 @@ can keep the server from stopping."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 
 from comfytavern.auth import Principal
+from comfytavern.config import ExecutionConfig
 from comfytavern.engine import PreparedGraph, Scheduler, SchedulerClosed, convert_payload
 from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.engine.testnodes import NODES
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
-from comfytavern.storage.runs import MemoryRunStore
+from comfytavern.storage.runs import MemoryRunStore, RunRecord
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +97,111 @@ async def test_a_server_stop_during_prepare_refuses_the_run() -> None:
     assert len(results) == 1 and isinstance(results[0], SchedulerClosed), results
     assert not [e for e in seen if e.prompt_id is not None]
     assert await store.count(owner_id=None) == 0
+
+
+class HangingStore(MemoryRunStore):
+    """A run store whose ``save`` never returns while ``hang`` is set (a dead database connection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hang = False
+        self.hung: list[str] = []
+
+    async def save(self, record: RunRecord) -> None:
+        if self.hang:
+            self.hung.append(record.prompt_id)
+            await anyio.sleep_forever()
+        await super().save(record)
+
+
+def finishes(seconds: float, body: Callable[[], Awaitable[None]]) -> bool:
+    """Whether ``body`` returns within ``seconds`` (a hang guard, generous on purpose).
+
+    It runs in its own event loop in a daemon thread because the wait it guards is shielded:
+    nothing inside the loop could cut it short, so before the fix the test would hang too."""
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            anyio.run(body)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+        done.set()
+
+    threading.Thread(target=target, daemon=True).start()
+    finished = done.wait(seconds)
+    if errors:
+        raise errors[0]
+    return finished
+
+
+def _hung_shutdown(store: HangingStore, results: list[str], **kwargs: Any) -> Callable[[], Awaitable[None]]:
+    async def body() -> None:
+        hub = EventHub()
+        registry = RegistryHolder(NodeRegistry.build([("t", "t", NODES)]))
+        scheduler = Scheduler(hub=hub, registry=registry, store=store, **kwargs)
+        async with scheduler.running():
+            prompt_id = await scheduler.submit(sleeper(0.2), ALICE)
+            await scheduler.flush()
+            store.hang = True  # the database goes away while the run is running
+            await scheduler.wait(prompt_id, ALICE, 10)
+            results.append(prompt_id)
+
+    return body
+
+
+async def test_a_hung_history_store_cannot_hold_the_shutdown(caplog: pytest.LogCaptureFixture) -> None:
+    store = HangingStore()
+    results: list[str] = []
+    with caplog.at_level(logging.ERROR, logger="comfytavern.scheduler"):
+        assert finishes(60, _hung_shutdown(store, results, shutdown_timeout=0.5, history_write_timeout=0.5))
+    (prompt_id,) = results
+    assert store.hung == [prompt_id]
+    # What was not written is said, with the run's id and status.
+    assert f"{prompt_id} (complete)" in caplog.text
+
+
+@pytest.mark.fault
+async def test_a_hung_history_store_cannot_hold_the_shutdown_with_the_default_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    defaults = ExecutionConfig()
+    assert defaults.history_write_timeout_seconds == 10 and defaults.shutdown_timeout_seconds == 10
+    store = HangingStore()
+    results: list[str] = []
+    with caplog.at_level(logging.ERROR, logger="comfytavern.scheduler"):
+        assert finishes(
+            120,
+            _hung_shutdown(
+                store, results,
+                shutdown_timeout=defaults.shutdown_timeout_seconds,
+                history_write_timeout=defaults.history_write_timeout_seconds,
+            ),
+        )
+    (prompt_id,) = results
+    assert f"{prompt_id} (complete)" in caplog.text
+
+
+async def test_a_store_that_hangs_once_does_not_stop_the_history(caplog: pytest.LogCaptureFixture) -> None:
+    store = HangingStore()
+    hub = EventHub()
+    registry = RegistryHolder(NodeRegistry.build([("t", "t", NODES)]))
+    scheduler = Scheduler(hub=hub, registry=registry, store=store, history_write_timeout=0.3)
+    with caplog.at_level(logging.ERROR, logger="comfytavern.scheduler"):
+        async with scheduler.running():
+            first = await scheduler.submit(sleeper(0.1), ALICE)
+            await scheduler.flush()
+            store.hang = True
+            await scheduler.wait(first, ALICE, 10)
+            with anyio.fail_after(10):
+                while not store.hung:
+                    await anyio.sleep(0.01)
+            store.hang = False
+            second = await scheduler.submit(sleeper(0), ALICE)
+            await scheduler.wait(second, ALICE, 10)
+            with anyio.fail_after(10):
+                await scheduler.flush()
+            stored = await store.get(second)
+            assert stored is not None and stored.status == "complete"
+    assert f"run {first} (complete) within 0.3 s; record not written" in caplog.text

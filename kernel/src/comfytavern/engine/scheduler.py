@@ -149,6 +149,7 @@ class Scheduler:
         limits: Limits | None = None,
         on_shutdown: str = "interrupt",
         shutdown_timeout: float = 10.0,
+        history_write_timeout: float = 10.0,
         run_queue: RunQueue | None = None,
     ) -> None:
         self.hub = hub
@@ -165,6 +166,9 @@ class Scheduler:
         self.limits = limits or Limits()
         self.on_shutdown = on_shutdown
         self.shutdown_timeout = shutdown_timeout
+        #: Longest a store call of the history writer may take; at shutdown, also the time the
+        #: writer has in all for the records still queued (what is left is logged, not written).
+        self.history_write_timeout = history_write_timeout
         self._runs: dict[str, ActiveRun] = {}
         self._running: dict[str, ActiveRun] = {}
         self._queue: deque[ActiveRun] = deque()
@@ -176,6 +180,9 @@ class Scheduler:
         self._enqueued = 0
         self._written = 0
         self._written_event = anyio.Event()
+        self._writer_scope: anyio.CancelScope | None = None
+        self._writer_deadline = float("inf")
+        self._writer_done = False
 
     @classmethod
     def from_kernel(cls, kernel: Kernel) -> Scheduler:
@@ -192,6 +199,7 @@ class Scheduler:
             limits=Limits(max_nodes=cfg.max_nodes, max_edges=cfg.max_edges),
             on_shutdown=cfg.on_shutdown,
             shutdown_timeout=cfg.shutdown_timeout_seconds,
+            history_write_timeout=cfg.history_write_timeout_seconds,
             run_queue=kernel.services.get("run_queue"),
         )
 
@@ -244,6 +252,10 @@ class Scheduler:
                     await self.run_queue.stopped()
             if self._write_send is not None:
                 self._write_send.close()
+            # The writer is shielded from the server's cancellation; this is its deadline.
+            self._writer_deadline = anyio.current_time() + self.history_write_timeout
+            if self._writer_scope is not None:
+                self._writer_scope.deadline = self._writer_deadline
             self._tg = None
 
     def stop_accepting(self) -> None:
@@ -282,23 +294,53 @@ class Scheduler:
         return cut
 
     async def _writer(self, receive: Any) -> None:
-        # Shielded: the history must be written even while the server is being cancelled.
-        with anyio.CancelScope(shield=True):
-            await self._write_all(receive)
+        # Shielded: the history must be written even while the server is being cancelled; but a
+        # hung store must not hold the shutdown forever, so ``_shutdown`` gives this scope a
+        # deadline, and every store call has its own (``history_write_timeout``).
+        current: list[RunRecord] = []
+        with anyio.CancelScope(shield=True, deadline=self._writer_deadline) as scope:
+            self._writer_scope = scope
+            await self._write_all(receive, current)
+        lost = [f"{r.prompt_id} ({r.status})" for r in current]
+        while True:
+            try:
+                record = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            lost.append(f"{record.prompt_id} ({record.status})")
+        receive.close()
+        self._writer_done = True
+        self._written_event.set()
+        if lost:
+            log.error(
+                "run history: the store did not take %d record(s) within %g s of the shutdown; not written: %s",
+                len(lost), self.history_write_timeout, ", ".join(lost),
+            )
 
-    async def _write_all(self, receive: Any) -> None:
-        async with receive:
-            async for record in receive:
+    async def _write_all(self, receive: Any, current: list[RunRecord]) -> None:
+        timeout = self.history_write_timeout
+        async for record in receive:
+            current.append(record)
+            saved = False
+            with anyio.move_on_after(timeout):
                 try:
                     await self.store.save(record)
+                    saved = True
                     if record.status in FINAL_STATUSES:
                         await self.store.trim(self.history_size)
                 except Exception:  # noqa: BLE001 - history must never break runs
                     log.exception("could not save run %s to the history", record.prompt_id)
-                self._written += 1
-                # Wake every flusher waiting now, then give later ones a fresh event.
-                written, self._written_event = self._written_event, anyio.Event()
-                written.set()
+                    saved = True  # reported above
+            if not saved:
+                log.error(
+                    "run history: the store did not save run %s (%s) within %g s; record not written",
+                    record.prompt_id, record.status, timeout,
+                )
+            current.clear()
+            self._written += 1
+            # Wake every flusher waiting now, then give later ones a fresh event.
+            written, self._written_event = self._written_event, anyio.Event()
+            written.set()
 
     def _persist(self, record: RunRecord) -> None:
         if self._write_send is None:
@@ -306,13 +348,15 @@ class Scheduler:
         try:
             self._write_send.send_nowait(record)
             self._enqueued += 1
-        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            log.error("run history writer is saturated; run %s not saved", record.prompt_id)
+        except anyio.WouldBlock:
+            log.error("run history writer is saturated; run %s (%s) not saved", record.prompt_id, record.status)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            log.error("run history writer has stopped; run %s (%s) not saved", record.prompt_id, record.status)
 
     async def flush(self) -> None:
         """Wait until every record handed to the writer is stored."""
         target = self._enqueued
-        while self._written < target:
+        while self._written < target and not self._writer_done:
             await self._written_event.wait()
 
     # -- submission ---------------------------------------------------------------------------
