@@ -74,6 +74,8 @@ class ExecutionConfig(_Section):
     history_size: int = 500
     #: Per-node time limit in seconds; ``null`` means no limit.
     node_timeout_seconds: float | None = None
+    #: Worker threads for sync nodes, a pool of their own (abandoned threads count until they end).
+    node_threads: int = 40
     #: On shutdown or restart: ``interrupt`` running runs, or ``finish`` them (bounded by the timeout).
     on_shutdown: Literal["interrupt", "finish"] = "interrupt"
     shutdown_timeout_seconds: float = 10.0
@@ -168,6 +170,7 @@ def _validate_semantics(cfg: Config) -> None:
             cfg.execution.history_write_timeout_seconds > 0,
             "$.execution.history_write_timeout_seconds: must be positive",
         ),
+        (cfg.execution.node_threads >= 1, "$.execution.node_threads: must be at least 1"),
         (cfg.execution.max_nodes > 0, "$.execution.max_nodes: must be positive"),
         (cfg.execution.max_edges > 0, "$.execution.max_edges: must be positive"),
         (bool(cfg.auth.mode), "$.auth.mode: must not be empty"),

@@ -5,7 +5,8 @@ Design for speed and fairness:
 - a *worker* runs a node and then continues with one of the nodes that became ready, spawning a
   new task only for the others; a chain therefore runs in one task with no per-node task cost,
   while independent branches still run concurrently;
-- async nodes are awaited on the event loop, sync nodes run in worker threads, generators stream;
+- async nodes are awaited on the event loop, sync nodes run in worker threads of their own pool
+  (:mod:`comfytavern.engine.threads`), generators stream;
 - workers yield to the event loop every ``yield_interval`` seconds of continuous work, so a big
   CPU-only graph never freezes HTTP or WebSocket traffic (and an interrupt lands promptly);
 - events are plain dicts handed to ``emit`` once; nothing here awaits a socket.
@@ -21,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from comfytavern.auth import Principal
 from comfytavern.engine.graph import (
@@ -36,6 +36,7 @@ from comfytavern.engine.graph import (
     bypass_outputs,
 )
 from comfytavern.engine.stream import ChunkQueue, Tee, UpstreamFailed
+from comfytavern.engine.threads import NodeThreads
 from comfytavern.nodes.context import NodeContext
 from comfytavern.nodes.definition import Outputs
 
@@ -63,9 +64,13 @@ class NodeFailed(Exception):
 
 
 class ExecutionSettings:
-    """Tunables of one execution (per-node timeout, stream policy, time slice)."""
+    """Tunables of one execution (per-node timeout, stream policy, time slice) and the node thread
+    pool (share one settings object between runs to share the pool: the scheduler does)."""
 
-    __slots__ = ("node_timeout", "stall_timeout", "stream_buffer", "stream_hard_cap", "yield_interval", "progress_interval")
+    __slots__ = (
+        "node_timeout", "stall_timeout", "stream_buffer", "stream_hard_cap", "yield_interval", "progress_interval",
+        "node_threads",
+    )
 
     def __init__(
         self,
@@ -76,6 +81,7 @@ class ExecutionSettings:
         stream_hard_cap: int = 100_000,
         yield_interval: float = 0.002,
         progress_interval: float = 0.05,
+        node_threads: NodeThreads | None = None,
     ) -> None:
         self.node_timeout = node_timeout
         self.stall_timeout = stall_timeout
@@ -83,6 +89,7 @@ class ExecutionSettings:
         self.stream_hard_cap = stream_hard_cap
         self.yield_interval = yield_interval
         self.progress_interval = progress_interval
+        self.node_threads = node_threads if node_threads is not None else NodeThreads()
 
 
 def _as_chunk(item: Any) -> dict[str, Any]:
@@ -93,8 +100,8 @@ def _as_chunk(item: Any) -> dict[str, Any]:
     return {"type": "custom", "content": item}
 
 
-async def _iterate_sync_generator(gen: Iterator[Any]) -> AsyncIterator[Any]:
-    """A sync generator stepped in a worker thread, one item per hop."""
+async def _iterate_sync_generator(gen: Iterator[Any], threads: NodeThreads) -> AsyncIterator[Any]:
+    """A sync generator stepped in a node worker thread, one item per hop."""
 
     def step() -> Any:
         try:
@@ -104,7 +111,7 @@ async def _iterate_sync_generator(gen: Iterator[Any]) -> AsyncIterator[Any]:
 
     try:
         while True:
-            item = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
+            item = await threads.run(step)
             if item is _END:
                 return
             yield item
@@ -296,9 +303,9 @@ class Execution:
         elif kind == ASYNC_GEN:
             return await self._produce(p, p.fn(inputs, ctx))
         elif kind == SYNC_GEN:
-            return await self._produce(p, _iterate_sync_generator(p.fn(inputs, ctx)))
+            return await self._produce(p, _iterate_sync_generator(p.fn(inputs, ctx), self.settings.node_threads))
         else:
-            result = await anyio.to_thread.run_sync(p.fn, inputs, ctx, abandon_on_cancel=True)
+            result = await self.settings.node_threads.run(p.fn, inputs, ctx)
             if inspect.isawaitable(result):
                 result = await result
         if hasattr(result, "__aiter__"):

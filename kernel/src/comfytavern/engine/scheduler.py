@@ -25,6 +25,7 @@ from comfytavern.engine.graph import Limits, PreparedGraph, prepare
 from comfytavern.engine.groups import expand_groups, has_groups
 from comfytavern.engine.issues import WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.engine.threads import NodeThreads
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.logs import run_context
 from comfytavern.nodes.registry import RegistryHolder
@@ -195,7 +196,7 @@ class Scheduler:
             projects=kernel.storage.projects if kernel.storage.has("projects") else None,
             max_concurrent=cfg.max_concurrent_workflows,
             history_size=cfg.history_size,
-            settings=ExecutionSettings(node_timeout=cfg.node_timeout_seconds),
+            settings=ExecutionSettings(node_timeout=cfg.node_timeout_seconds, node_threads=NodeThreads(cfg.node_threads)),
             limits=Limits(max_nodes=cfg.max_nodes, max_edges=cfg.max_edges),
             on_shutdown=cfg.on_shutdown,
             shutdown_timeout=cfg.shutdown_timeout_seconds,
