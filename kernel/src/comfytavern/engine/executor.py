@@ -316,8 +316,11 @@ class Execution:
         """Pull a streaming node's chunks: events, interface yields, then every consumer queue."""
         settings = self.settings
         queues: list[ChunkQueue] = []
+        state, stream_edges = self.state, self.graph.stream_edges
         for sidx in p.stream_edges_out:
             q = ChunkQueue(settings.stream_buffer, settings.stream_hard_cap)
+            if state[stream_edges[sidx].target] == SKIPPED:
+                q.detach()  # its consumer will never read: buffer nothing for it
             self.queues[sidx] = q
             queues.append(q)
         tee = Tee(queues, settings.stall_timeout)
@@ -450,6 +453,7 @@ class Execution:
             state[t] = SKIPPED
             self.skip_reasons[t] = reason
             q = nodes[t]
+            self._detach_inputs(q)  # streams into it would otherwise buffer for nobody
             self.emit(
                 "NODE_SKIPPED",
                 {"promptId": self.prompt_id, "nodeId": q.id, "reason": reason, "causeNodeId": p.id},
