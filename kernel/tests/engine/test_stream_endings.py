@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from comfytavern.auth import Principal
-from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare
+from comfytavern.engine import Execution, ExecutionSettings, Scheduler, convert_payload, prepare
 from comfytavern.engine.testnodes import NODES
+from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.definition import Input, Output, node
-from comfytavern.nodes.registry import NodeRegistry
+from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
+from comfytavern.storage.runs import MemoryRunStore
 
 pytestmark = pytest.mark.anyio
 
@@ -56,6 +59,78 @@ async def run(raw: dict[str, Any], **settings: Any) -> tuple[Execution, list[tup
     )
     await execution.run()
     return execution, events
+
+
+def node_yields(events: list[tuple[str, dict[str, Any]]], node_id: str) -> list[dict[str, Any]]:
+    return [p for t, p in events if t == "NODE_YIELD" and p["sourceNodeId"] == node_id]
+
+
+def interface_yields(events: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [p for t, p in events if t == "WORKFLOW_INTERFACE_YIELD"]
+
+
+def assert_ends_once(yields: list[dict[str, Any]], chunk: dict[str, Any]) -> None:
+    assert yields, "the stream sent nothing"
+    assert [y["isLastChunk"] for y in yields].count(True) == 1
+    assert yields[-1]["isLastChunk"] is True and yields[-1]["yieldedContent"] == chunk
+
+
+async def test_a_stream_that_times_out_ends_its_interface_output_and_its_node_yields() -> None:
+    raw = {
+        "nodes": [{"id": "s", "fullType": "t:Stream", "inputs": {"parts": [f"p{i}" for i in range(1000)], "delay": 0.01}}],
+        **interface("s"),
+    }
+    execution, events = await run(raw, node_timeout=0.3)
+    timed_out = {"type": "error_chunk", "content": "Node timed out after 0.3 s."}
+    assert execution.node_status()["s"]["status"] == "error"
+    assert_ends_once(interface_yields(events), timed_out)
+    assert_ends_once(node_yields(events, "s"), timed_out)
+    types = [t for t, _ in events]
+    # The ends come before the node's error and before the run's interface outputs.
+    last_yield = max(i for i, t in enumerate(types) if t == "WORKFLOW_INTERFACE_YIELD")
+    assert last_yield < types.index("NODE_ERROR") < len(types) - 1
+    assert events[-1][1]["output"]["reply"]["type"] == "error_placeholder"
+
+
+async def test_a_stream_that_raises_ends_its_node_yields_with_the_error() -> None:
+    execution, events = await run({"nodes": [{"id": "b", "fullType": "x:Breaks"}], **interface("b")})
+    assert execution.node_status()["b"] == {**execution.node_status()["b"], "status": "error", "error": "connection reset"}
+    failed = {"type": "error_chunk", "content": "connection reset"}
+    assert_ends_once(node_yields(events, "b"), failed)
+    assert_ends_once(interface_yields(events), failed)
+
+
+async def test_an_error_chunk_still_ends_each_stream_once() -> None:
+    execution, events = await run({"nodes": [{"id": "e", "fullType": "t:ErrorStream"}], **interface("e")})
+    assert_ends_once(node_yields(events, "e"), {"type": "error_chunk", "content": "model exploded"})
+    assert_ends_once(interface_yields(events), {"type": "error_chunk", "content": "model exploded"})
+
+
+async def test_an_interrupted_stream_ends_its_interface_output_before_the_final_status() -> None:
+    """Production defaults (no node timeout): the user interrupts a long stream."""
+    hub = EventHub()
+    seen: list[HubEvent] = []
+    hub.subscribe(max_buffer=1, accept=lambda e: seen.append(e) or False)
+    scheduler = Scheduler(hub=hub, registry=RegistryHolder(REGISTRY), store=MemoryRunStore())
+    raw = {
+        "nodes": [
+            {"id": "s", "fullType": "t:Stream", "inputs": {"parts": [f"p{i}" for i in range(10_000)], "delay": 0.01}},
+            {"id": "k", "fullType": "t:Collect"},
+        ],
+        "edges": [{"id": "e", "sourceNodeId": "s", "sourceHandle": "stream", "targetNodeId": "k", "targetHandle": "stream"}],
+        **interface("s"),
+    }
+    async with scheduler.running():
+        prompt_id = await scheduler.submit(convert_payload(raw), ALICE)
+        with anyio.fail_after(10):
+            while not any(e.type == "WORKFLOW_INTERFACE_YIELD" for e in seen):
+                await anyio.sleep(0.005)
+            assert await scheduler.interrupt(prompt_id, ALICE)
+    mine = [e for e in seen if e.prompt_id == prompt_id]
+    interrupted = {"type": "finish_reason_chunk", "content": "Interrupted"}
+    assert_ends_once([e.payload for e in mine if e.type == "WORKFLOW_INTERFACE_YIELD"], interrupted)
+    assert_ends_once([e.payload for e in mine if e.type == "NODE_YIELD"], interrupted)
+    assert mine[-1].type == "EXECUTION_STATUS_UPDATE" and mine[-1].payload["status"] == "interrupted"
 
 
 def _skip_payload(*, fail_first: bool) -> dict[str, Any]:

@@ -53,6 +53,7 @@ INTERFACE_OUTPUTS_NODE_ID = "__WORKFLOW_INTERFACE_OUTPUTS__"
 PENDING, RUNNING, COMPLETE, ERROR, SKIPPED, BYPASSED, INTERRUPTED = range(7)
 NODE_STATUS_NAMES = ("pending", "running", "complete", "error", "skipped", "bypassed", "interrupted")
 _FINISH_CHUNK = {"type": "finish_reason_chunk", "content": "Stream ended"}
+_INTERRUPTED_CHUNK = {"type": "finish_reason_chunk", "content": "Interrupted"}
 _LAST_CHUNK_TYPES = frozenset({"finish_reason_chunk", "error_chunk"})
 _END = object()
 
@@ -159,6 +160,10 @@ class Execution:
         credentials = self.services.get("credentials")
         self._credentials = credentials
         self._progress_last: dict[int, float] = {}
+        #: Streams that have started and not ended: node index -> whether its ``NODE_YIELD``
+        #: still owes a last chunk. A stream cut short (error, timeout, interrupt) gets one, and
+        #: so does each of its interface outputs, so no watcher waits for an end that never comes.
+        self._open_streams: dict[int, bool] = {}
 
     # -- running ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -174,6 +179,9 @@ class Execution:
                     await self._worker(roots[0])
         except BaseException:
             self._mark_interrupted()
+            nodes = self.graph.nodes
+            for i in list(self._open_streams):
+                self._end_stream(nodes[i], _INTERRUPTED_CHUNK)
             raise
         self.interface_values = self._collect_interface()
         if self.graph.interface:
@@ -331,6 +339,9 @@ class Execution:
             self.interface_text.setdefault(key, [])
         final: dict[str, Any] = {}
         prompt_id, node_id, emit = self.prompt_id, p.id, self.emit
+        open_streams, index = self._open_streams, p.index
+        if keys or not quiet:
+            open_streams[index] = not quiet
         try:
             try:
                 async for item in agen:
@@ -340,15 +351,13 @@ class Execution:
                     chunk = _as_chunk(item)
                     ctype = chunk.get("type")
                     if not quiet:
+                        last = ctype in _LAST_CHUNK_TYPES
                         emit(
                             "NODE_YIELD",
-                            {
-                                "promptId": prompt_id,
-                                "sourceNodeId": node_id,
-                                "yieldedContent": chunk,
-                                "isLastChunk": ctype in _LAST_CHUNK_TYPES,
-                            },
+                            {"promptId": prompt_id, "sourceNodeId": node_id, "yieldedContent": chunk, "isLastChunk": last},
                         )
+                        if last:
+                            open_streams[index] = False
                     for key in keys:
                         emit(
                             "WORKFLOW_INTERFACE_YIELD",
@@ -367,25 +376,30 @@ class Execution:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                         await aclose()
         except Exception as exc:
+            # ``_fail`` ends the open streams with the error (a timeout arrives there too).
             tee.close(UpstreamFailed(f"upstream node {node_id} failed: {_message(exc)}"))
-            for key in keys:
-                emit(
-                    "WORKFLOW_INTERFACE_YIELD",
-                    {
-                        "promptId": prompt_id,
-                        "interfaceOutputKey": key,
-                        "yieldedContent": {"type": "error_chunk", "content": _message(exc)},
-                        "isLastChunk": True,
-                    },
-                )
             raise
         tee.close()
+        open_streams.pop(index, None)
         for key in keys:
             emit(
                 "WORKFLOW_INTERFACE_YIELD",
                 {"promptId": prompt_id, "interfaceOutputKey": key, "yieldedContent": _FINISH_CHUNK, "isLastChunk": True},
             )
         return final
+
+    def _end_stream(self, p: PNode, chunk: dict[str, Any]) -> None:
+        """Send the last chunk a stream cut short still owes (see ``_open_streams``)."""
+        owed = self._open_streams.pop(p.index, None)
+        if owed is None:
+            return
+        if owed:
+            self.emit("NODE_YIELD", {"promptId": self.prompt_id, "sourceNodeId": p.id, "yieldedContent": chunk, "isLastChunk": True})
+        for key in p.interface_stream_keys:
+            self.emit(
+                "WORKFLOW_INTERFACE_YIELD",
+                {"promptId": self.prompt_id, "interfaceOutputKey": key, "yieldedContent": chunk, "isLastChunk": True},
+            )
 
     async def _bypass(self, p: PNode, inputs: dict[str, Any]) -> dict[str, Any]:
         pseudo = bypass_outputs(p, inputs)
@@ -431,6 +445,8 @@ class Execution:
             q = self.queues[sidx]
             if q is not None:
                 q.close(UpstreamFailed(f"upstream node {p.id} failed: {message}"))
+        if i in self._open_streams:
+            self._end_stream(p, {"type": "error_chunk", "content": message})
         self.emit(
             "NODE_ERROR",
             {
