@@ -76,13 +76,18 @@ class ActiveRun:
         self.cancel_requested = False
         self.error_info: dict[str, Any] | None = None
         self.done = anyio.Event()
-        self.log: list[HubEvent] = []
+        #: Events so far, for late watchers (``replay``); ``None`` once the run has ended.
+        self.log: list[HubEvent] | None = []
         self.log_truncated = False
         owner_id = owner.id
-        log_list = self.log
         publish = hub.publish
 
+        # The log is read through ``self`` on every call, not captured: ``end_log`` must free it
+        # although the execution (and a worker thread it abandoned) keeps this function.
         def emit(type_: str, payload: dict[str, Any]) -> None:
+            log_list = self.log
+            if log_list is None:
+                return  # the run has ended: nothing of it is published after its final status
             event = HubEvent(type_, payload, prompt_id, owner_id)
             if len(log_list) < EVENT_LOG_LIMIT:
                 log_list.append(event)
@@ -91,6 +96,10 @@ class ActiveRun:
             publish(event)
 
         self.emit = emit
+
+    def end_log(self) -> None:
+        """Free the event log once the final status is out (late watchers get the summary)."""
+        self.log = None
 
     @property
     def workflow_id(self) -> str | None:
@@ -570,7 +579,7 @@ class Scheduler:
         record = run.record()
         self._remember(record)
         self._persist(record)
-        run.log = []
+        run.end_log()
         run.done.set()
         if dequeue:
             while self._queue and len(self._running) < self.max_concurrent and not self._closing:
@@ -680,7 +689,7 @@ class Scheduler:
         """
         run = self.active(prompt_id, user)
         if run is not None:
-            return list(run.log)
+            return list(run.log or ())
         record = await self.get(prompt_id, user)
         if record is None:
             return None
