@@ -141,9 +141,10 @@ class EventHub:
                 name, event.type, sub.failures, exc_info=exc,
             )
 
-    def record_failure(self, name: str) -> None:
-        """Count one failure of a consumer of this hub (subscribers, observers)."""
+    def record_failure(self, name: str) -> int:
+        """Count one failure of a consumer of this hub (subscribers, observers); returns its count."""
         self.failures[name] += 1
+        return self.failures[name]
 
     def emit(
         self,

@@ -56,8 +56,7 @@ async def _call_one(kernel: Kernel, impl: Any, event: Any) -> None:
                 await result
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - observers must never break anything
         name = f"observer:{impl.plugin_name}"
-        kernel.hub.record_failure(name)
-        count = kernel.hub.failures[name]
+        count = kernel.hub.record_failure(name)
         # Powers of two only: an observer that fails on every event must not flood the log.
         if count & (count - 1) == 0:
             log.error(
