@@ -205,3 +205,46 @@ async def test_a_store_that_hangs_once_does_not_stop_the_history(caplog: pytest.
             stored = await store.get(second)
             assert stored is not None and stored.status == "complete"
     assert f"run {first} (complete) within 0.3 s; record not written" in caplog.text
+
+
+@pytest.mark.fault
+async def test_parallel_submissions_racing_a_shutdown_are_each_run_to_an_end_or_refused() -> None:
+    """Production limits; small payloads are accepted at once, big ones are still being prepared
+    in worker threads (the real window) when a restart begins: every id handed out ends with a
+    final record, nothing is left queued or running, the rest is refused."""
+    cfg = ExecutionConfig()
+    hub = EventHub()
+    store = MemoryRunStore()
+    registry = RegistryHolder(NodeRegistry.build([("t", "t", NODES)]))
+    scheduler = Scheduler(
+        hub=hub, registry=registry, store=store, max_concurrent=cfg.max_concurrent_workflows,
+        shutdown_timeout=cfg.shutdown_timeout_seconds,
+    )
+    sleep = {"id": "s", "fullType": "t:Sleep", "inputs": {"seconds": 30}}
+    small = convert_payload({"nodes": [sleep]})
+    big = convert_payload({"nodes": [*({"id": f"c{i}", "fullType": "t:Const"} for i in range(2_500)), sleep]})
+    results: list[Any] = []
+
+    async def submit(payload: Any) -> None:
+        try:
+            results.append(await scheduler.submit(payload, ALICE))
+        except SchedulerClosed as exc:
+            results.append(exc)
+
+    preparing = anyio.to_thread.current_default_thread_limiter()
+    async with scheduler.running():
+        async with anyio.create_task_group() as tg:
+            for i in range(30):
+                tg.start_soon(submit, small if i % 3 == 0 else big)
+            with anyio.fail_after(30):
+                while len(results) < 10 or preparing.borrowed_tokens == 0:
+                    await anyio.sleep(0)
+                await scheduler.shutdown(mode="interrupt", timeout=cfg.shutdown_timeout_seconds, reason="restart")
+        with anyio.fail_after(30):
+            await scheduler.flush()
+        assert scheduler.stats()["runningExecutions"] == 0 and scheduler.stats()["pendingExecutions"] == 0
+    accepted = [r for r in results if isinstance(r, str)]
+    assert len(accepted) >= 10 and all(isinstance(r, (str, SchedulerClosed)) for r in results) and len(results) == 30
+    for prompt_id in accepted:
+        record = await store.get(prompt_id)
+        assert record is not None and record.status == "interrupted", (prompt_id, record and record.status)
