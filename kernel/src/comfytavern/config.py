@@ -79,9 +79,14 @@ class ExecutionConfig(_Section):
     history_size: int = 500
     #: Per-node time limit in seconds; ``null`` means no limit.
     node_timeout_seconds: float | None = None
+    #: Worker threads for sync nodes, a pool of their own (abandoned threads count until they end).
+    node_threads: int = 40
     #: On shutdown or restart: ``interrupt`` running runs, or ``finish`` them (bounded by the timeout).
     on_shutdown: Literal["interrupt", "finish"] = "interrupt"
     shutdown_timeout_seconds: float = 10.0
+    #: Longest one write to the run history may take, and at shutdown the time left in all for
+    #: the records still queued (a hung store cannot hold the shutdown); what is left is logged.
+    history_write_timeout_seconds: float = 10.0
     #: Most nodes one run may have (after node groups are expanded); larger payloads get a 422.
     max_nodes: int = 50_000
     #: Most edges one run may have (after node groups are expanded); larger payloads get a 422.
@@ -166,6 +171,11 @@ def _validate_semantics(cfg: Config) -> None:
             cfg.execution.node_timeout_seconds is None or cfg.execution.node_timeout_seconds > 0,
             "$.execution.node_timeout_seconds: must be positive or null",
         ),
+        (
+            cfg.execution.history_write_timeout_seconds > 0,
+            "$.execution.history_write_timeout_seconds: must be positive",
+        ),
+        (cfg.execution.node_threads >= 1, "$.execution.node_threads: must be at least 1"),
         (cfg.execution.max_nodes > 0, "$.execution.max_nodes: must be positive"),
         (cfg.execution.max_edges > 0, "$.execution.max_edges: must be positive"),
         (bool(cfg.auth.mode), "$.auth.mode: must not be empty"),

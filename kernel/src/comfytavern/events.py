@@ -4,11 +4,17 @@ Publishing never blocks and never awaits: each subscriber has its own bounded bu
 WebSocket cannot slow the engine or other clients. A subscriber whose buffer overflows is marked
 ``overflowed`` and receives no further events; its owner decides what to do (the WebSocket closes
 and the client resyncs from the REST status).
+
+Publishing never raises either: ``publish`` is called from inside the engine (a node's events) and
+the scheduler (a run's status), so a subscriber whose ``accept`` raises would otherwise fail that
+node or the whole run. Its failure is logged (rate-limited), counted in :attr:`EventHub.failures`
+and the event goes on to the other subscribers; the subscriber stays subscribed.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +23,8 @@ import anyio
 import msgspec
 
 __all__ = ["EventHub", "HubEvent", "Subscription"]
+
+log = logging.getLogger("comfytavern.events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,8 @@ class Subscription:
     _wakeup: anyio.Event = field(default_factory=anyio.Event)
     overflowed: bool = False
     closed: bool = False
+    #: How many events this subscriber failed on (its ``accept`` raised).
+    failures: int = 0
 
     def _offer(self, event: HubEvent) -> None:
         if self.closed or self.overflowed:
@@ -108,10 +118,33 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        #: Failures of the hub's consumers since start, by name: ``subscriber:<accept callable>``
+        #: for subscribers, ``observer:<plugin>`` for ``on_execution_event`` observers.
+        self.failures: collections.Counter[str] = collections.Counter()
 
     def publish(self, event: HubEvent) -> None:
+        """Offer ``event`` to every subscriber; never raises (see the module docstring)."""
         for sub in tuple(self._subscribers):
-            sub._offer(event)
+            try:
+                sub._offer(event)
+            except Exception as exc:  # noqa: BLE001 - one subscriber must not break the publisher
+                self._subscriber_failed(sub, event, exc)
+
+    def _subscriber_failed(self, sub: Subscription, event: HubEvent, exc: Exception) -> None:
+        sub.failures += 1
+        name = "subscriber:" + getattr(sub.accept, "__qualname__", type(sub.accept).__name__)
+        self.record_failure(name)
+        # Powers of two only: a subscriber that fails on every event must not flood the log.
+        if sub.failures & (sub.failures - 1) == 0:
+            log.error(
+                "event hub subscriber %s failed on %s (%d failure(s) so far); the event went on to the others",
+                name, event.type, sub.failures, exc_info=exc,
+            )
+
+    def record_failure(self, name: str) -> int:
+        """Count one failure of a consumer of this hub (subscribers, observers); returns its count."""
+        self.failures[name] += 1
+        return self.failures[name]
 
     def emit(
         self,

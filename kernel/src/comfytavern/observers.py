@@ -1,8 +1,10 @@
 """Dispatches hub events to ``on_execution_event`` implementations, off the engine's hot path.
 
 One task reads a hub subscription and calls each observer separately; a returned awaitable is
-awaited with a time limit; exceptions are logged and dropped so one bad observer never affects
-runs or other observers.
+awaited with a time limit; exceptions are logged (rate-limited), counted in the hub's
+``failures`` (``observer:<plugin>``) and dropped so one bad observer never affects runs or other
+observers. ``SystemExit`` is isolated too: a plugin's stray ``sys.exit()`` (an argparse error...)
+would otherwise end this dispatcher's task group, which is the server's.
 """
 
 from __future__ import annotations
@@ -40,17 +42,24 @@ async def run_observers(kernel: Kernel, *, task_status: TaskStatus[None] = anyio
                     info = kernel.loader.table.get(impl.plugin_name)
                     if info is None or info.status != "loaded":
                         continue
-                    await _call_one(impl, event)
+                    await _call_one(kernel, impl, event)
         if not subscription.overflowed:
             return
         log.warning("execution-event observers fell behind; events were dropped")
 
 
-async def _call_one(impl: Any, event: Any) -> None:
+async def _call_one(kernel: Kernel, impl: Any, event: Any) -> None:
     try:
         result = impl.function(event)
         if inspect.isawaitable(result):
             with anyio.fail_after(OBSERVER_TIMEOUT):
                 await result
-    except Exception:  # noqa: BLE001 - observers must never break anything
-        log.exception("on_execution_event observer %s failed", impl.plugin_name)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - observers must never break anything
+        name = f"observer:{impl.plugin_name}"
+        count = kernel.hub.record_failure(name)
+        # Powers of two only: an observer that fails on every event must not flood the log.
+        if count & (count - 1) == 0:
+            log.error(
+                "on_execution_event observer %s failed on %s (%d failure(s) so far)",
+                impl.plugin_name, getattr(event, "type", "?"), count, exc_info=exc,
+            )

@@ -19,6 +19,7 @@ from comfytavern.engine.payload import (
     decode_payload,
 )
 from comfytavern.engine.scheduler import ActiveRun, Scheduler, SchedulerClosed, replay_record
+from comfytavern.engine.threads import NodeThreads
 
 __all__ = [
     "INTERFACE_OUTPUTS_NODE_ID",
@@ -30,6 +31,7 @@ __all__ = [
     "ExecutionSettings",
     "Issue",
     "Limits",
+    "NodeThreads",
     "OutputMapping",
     "PayloadError",
     "PreparedGraph",

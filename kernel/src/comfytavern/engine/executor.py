@@ -5,7 +5,8 @@ Design for speed and fairness:
 - a *worker* runs a node and then continues with one of the nodes that became ready, spawning a
   new task only for the others; a chain therefore runs in one task with no per-node task cost,
   while independent branches still run concurrently;
-- async nodes are awaited on the event loop, sync nodes run in worker threads, generators stream;
+- async nodes are awaited on the event loop, sync nodes run in worker threads of their own pool
+  (:mod:`comfytavern.engine.threads`), generators stream;
 - workers yield to the event loop every ``yield_interval`` seconds of continuous work, so a big
   CPU-only graph never freezes HTTP or WebSocket traffic (and an interrupt lands promptly);
 - events are plain dicts handed to ``emit`` once; nothing here awaits a socket.
@@ -21,7 +22,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import anyio
-import anyio.to_thread
 
 from comfytavern.auth import Principal
 from comfytavern.engine.graph import (
@@ -36,6 +36,7 @@ from comfytavern.engine.graph import (
     bypass_outputs,
 )
 from comfytavern.engine.stream import ChunkQueue, Tee, UpstreamFailed
+from comfytavern.engine.threads import NodeThreads
 from comfytavern.nodes.context import NodeContext
 from comfytavern.nodes.definition import Outputs
 
@@ -52,6 +53,7 @@ INTERFACE_OUTPUTS_NODE_ID = "__WORKFLOW_INTERFACE_OUTPUTS__"
 PENDING, RUNNING, COMPLETE, ERROR, SKIPPED, BYPASSED, INTERRUPTED = range(7)
 NODE_STATUS_NAMES = ("pending", "running", "complete", "error", "skipped", "bypassed", "interrupted")
 _FINISH_CHUNK = {"type": "finish_reason_chunk", "content": "Stream ended"}
+_INTERRUPTED_CHUNK = {"type": "finish_reason_chunk", "content": "Interrupted"}
 _LAST_CHUNK_TYPES = frozenset({"finish_reason_chunk", "error_chunk"})
 _END = object()
 
@@ -63,9 +65,13 @@ class NodeFailed(Exception):
 
 
 class ExecutionSettings:
-    """Tunables of one execution (per-node timeout, stream policy, time slice)."""
+    """Tunables of one execution (per-node timeout, stream policy, time slice) and the node thread
+    pool (share one settings object between runs to share the pool: the scheduler does)."""
 
-    __slots__ = ("node_timeout", "stall_timeout", "stream_buffer", "stream_hard_cap", "yield_interval", "progress_interval")
+    __slots__ = (
+        "node_timeout", "stall_timeout", "stream_buffer", "stream_hard_cap", "yield_interval", "progress_interval",
+        "node_threads",
+    )
 
     def __init__(
         self,
@@ -76,6 +82,7 @@ class ExecutionSettings:
         stream_hard_cap: int = 100_000,
         yield_interval: float = 0.002,
         progress_interval: float = 0.05,
+        node_threads: NodeThreads | None = None,
     ) -> None:
         self.node_timeout = node_timeout
         self.stall_timeout = stall_timeout
@@ -83,6 +90,7 @@ class ExecutionSettings:
         self.stream_hard_cap = stream_hard_cap
         self.yield_interval = yield_interval
         self.progress_interval = progress_interval
+        self.node_threads = node_threads if node_threads is not None else NodeThreads()
 
 
 def _as_chunk(item: Any) -> dict[str, Any]:
@@ -93,8 +101,8 @@ def _as_chunk(item: Any) -> dict[str, Any]:
     return {"type": "custom", "content": item}
 
 
-async def _iterate_sync_generator(gen: Iterator[Any]) -> AsyncIterator[Any]:
-    """A sync generator stepped in a worker thread, one item per hop."""
+async def _iterate_sync_generator(gen: Iterator[Any], threads: NodeThreads) -> AsyncIterator[Any]:
+    """A sync generator stepped in a node worker thread, one item per hop."""
 
     def step() -> Any:
         try:
@@ -104,7 +112,7 @@ async def _iterate_sync_generator(gen: Iterator[Any]) -> AsyncIterator[Any]:
 
     try:
         while True:
-            item = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
+            item = await threads.run(step)
             if item is _END:
                 return
             yield item
@@ -152,6 +160,10 @@ class Execution:
         credentials = self.services.get("credentials")
         self._credentials = credentials
         self._progress_last: dict[int, float] = {}
+        #: Streams that have started and not ended: node index -> whether its ``NODE_YIELD``
+        #: still owes a last chunk. A stream cut short (error, timeout, interrupt) gets one, and
+        #: so does each of its interface outputs, so no watcher waits for an end that never comes.
+        self._open_streams: dict[int, bool] = {}
 
     # -- running ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -167,6 +179,9 @@ class Execution:
                     await self._worker(roots[0])
         except BaseException:
             self._mark_interrupted()
+            nodes = self.graph.nodes
+            for i in list(self._open_streams):
+                self._end_stream(nodes[i], _INTERRUPTED_CHUNK)
             raise
         self.interface_values = self._collect_interface()
         if self.graph.interface:
@@ -296,9 +311,9 @@ class Execution:
         elif kind == ASYNC_GEN:
             return await self._produce(p, p.fn(inputs, ctx))
         elif kind == SYNC_GEN:
-            return await self._produce(p, _iterate_sync_generator(p.fn(inputs, ctx)))
+            return await self._produce(p, _iterate_sync_generator(p.fn(inputs, ctx), self.settings.node_threads))
         else:
-            result = await anyio.to_thread.run_sync(p.fn, inputs, ctx, abandon_on_cancel=True)
+            result = await self.settings.node_threads.run(p.fn, inputs, ctx)
             if inspect.isawaitable(result):
                 result = await result
         if hasattr(result, "__aiter__"):
@@ -309,8 +324,11 @@ class Execution:
         """Pull a streaming node's chunks: events, interface yields, then every consumer queue."""
         settings = self.settings
         queues: list[ChunkQueue] = []
+        state, stream_edges = self.state, self.graph.stream_edges
         for sidx in p.stream_edges_out:
             q = ChunkQueue(settings.stream_buffer, settings.stream_hard_cap)
+            if state[stream_edges[sidx].target] == SKIPPED:
+                q.detach()  # its consumer will never read: buffer nothing for it
             self.queues[sidx] = q
             queues.append(q)
         tee = Tee(queues, settings.stall_timeout)
@@ -321,6 +339,9 @@ class Execution:
             self.interface_text.setdefault(key, [])
         final: dict[str, Any] = {}
         prompt_id, node_id, emit = self.prompt_id, p.id, self.emit
+        open_streams, index = self._open_streams, p.index
+        if keys or not quiet:
+            open_streams[index] = not quiet
         try:
             try:
                 async for item in agen:
@@ -330,15 +351,13 @@ class Execution:
                     chunk = _as_chunk(item)
                     ctype = chunk.get("type")
                     if not quiet:
+                        last = ctype in _LAST_CHUNK_TYPES
                         emit(
                             "NODE_YIELD",
-                            {
-                                "promptId": prompt_id,
-                                "sourceNodeId": node_id,
-                                "yieldedContent": chunk,
-                                "isLastChunk": ctype in _LAST_CHUNK_TYPES,
-                            },
+                            {"promptId": prompt_id, "sourceNodeId": node_id, "yieldedContent": chunk, "isLastChunk": last},
                         )
+                        if last:
+                            open_streams[index] = False
                     for key in keys:
                         emit(
                             "WORKFLOW_INTERFACE_YIELD",
@@ -357,25 +376,30 @@ class Execution:
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                         await aclose()
         except Exception as exc:
+            # ``_fail`` ends the open streams with the error (a timeout arrives there too).
             tee.close(UpstreamFailed(f"upstream node {node_id} failed: {_message(exc)}"))
-            for key in keys:
-                emit(
-                    "WORKFLOW_INTERFACE_YIELD",
-                    {
-                        "promptId": prompt_id,
-                        "interfaceOutputKey": key,
-                        "yieldedContent": {"type": "error_chunk", "content": _message(exc)},
-                        "isLastChunk": True,
-                    },
-                )
             raise
         tee.close()
+        open_streams.pop(index, None)
         for key in keys:
             emit(
                 "WORKFLOW_INTERFACE_YIELD",
                 {"promptId": prompt_id, "interfaceOutputKey": key, "yieldedContent": _FINISH_CHUNK, "isLastChunk": True},
             )
         return final
+
+    def _end_stream(self, p: PNode, chunk: dict[str, Any]) -> None:
+        """Send the last chunk a stream cut short still owes (see ``_open_streams``)."""
+        owed = self._open_streams.pop(p.index, None)
+        if owed is None:
+            return
+        if owed:
+            self.emit("NODE_YIELD", {"promptId": self.prompt_id, "sourceNodeId": p.id, "yieldedContent": chunk, "isLastChunk": True})
+        for key in p.interface_stream_keys:
+            self.emit(
+                "WORKFLOW_INTERFACE_YIELD",
+                {"promptId": self.prompt_id, "interfaceOutputKey": key, "yieldedContent": chunk, "isLastChunk": True},
+            )
 
     async def _bypass(self, p: PNode, inputs: dict[str, Any]) -> dict[str, Any]:
         pseudo = bypass_outputs(p, inputs)
@@ -421,6 +445,8 @@ class Execution:
             q = self.queues[sidx]
             if q is not None:
                 q.close(UpstreamFailed(f"upstream node {p.id} failed: {message}"))
+        if i in self._open_streams:
+            self._end_stream(p, {"type": "error_chunk", "content": message})
         self.emit(
             "NODE_ERROR",
             {
@@ -443,6 +469,7 @@ class Execution:
             state[t] = SKIPPED
             self.skip_reasons[t] = reason
             q = nodes[t]
+            self._detach_inputs(q)  # streams into it would otherwise buffer for nobody
             self.emit(
                 "NODE_SKIPPED",
                 {"promptId": self.prompt_id, "nodeId": q.id, "reason": reason, "causeNodeId": p.id},

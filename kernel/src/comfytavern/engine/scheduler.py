@@ -25,6 +25,7 @@ from comfytavern.engine.graph import Limits, PreparedGraph
 from comfytavern.engine.groups import expand_groups, has_groups
 from comfytavern.engine.issues import WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.engine.threads import NodeThreads
 from comfytavern.engine.validation import prepare_checked
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.logs import run_context
@@ -86,13 +87,18 @@ class ActiveRun:
         self.cancel_requested = False
         self.error_info: dict[str, Any] | None = None
         self.done = anyio.Event()
-        self.log: list[HubEvent] = []
+        #: Events so far, for late watchers (``replay``); ``None`` once the run has ended.
+        self.log: list[HubEvent] | None = []
         self.log_truncated = False
         owner_id = owner.id
-        log_list = self.log
         publish = hub.publish
 
+        # The log is read through ``self`` on every call, not captured: ``end_log`` must free it
+        # although the execution (and a worker thread it abandoned) keeps this function.
         def emit(type_: str, payload: dict[str, Any]) -> None:
+            log_list = self.log
+            if log_list is None:
+                return  # the run has ended: nothing of it is published after its final status
             event = HubEvent(type_, payload, prompt_id, owner_id)
             if len(log_list) < EVENT_LOG_LIMIT:
                 log_list.append(event)
@@ -101,6 +107,10 @@ class ActiveRun:
             publish(event)
 
         self.emit = emit
+
+    def end_log(self) -> None:
+        """Free the event log once the final status is out (late watchers get the summary)."""
+        self.log = None
 
     @property
     def workflow_id(self) -> str | None:
@@ -160,6 +170,7 @@ class Scheduler:
         limits: Limits | None = None,
         on_shutdown: str = "interrupt",
         shutdown_timeout: float = 10.0,
+        history_write_timeout: float = 10.0,
         run_queue: RunQueue | None = None,
     ) -> None:
         self.hub = hub
@@ -176,6 +187,9 @@ class Scheduler:
         self.limits = limits or Limits()
         self.on_shutdown = on_shutdown
         self.shutdown_timeout = shutdown_timeout
+        #: Longest a store call of the history writer may take; at shutdown, also the time the
+        #: writer has in all for the records still queued (what is left is logged, not written).
+        self.history_write_timeout = history_write_timeout
         self._runs: dict[str, ActiveRun] = {}
         self._running: dict[str, ActiveRun] = {}
         self._queue: deque[ActiveRun] = deque()
@@ -187,6 +201,9 @@ class Scheduler:
         self._enqueued = 0
         self._written = 0
         self._written_event = anyio.Event()
+        self._writer_scope: anyio.CancelScope | None = None
+        self._writer_deadline = float("inf")
+        self._writer_done = False
 
     @classmethod
     def from_kernel(cls, kernel: Kernel) -> Scheduler:
@@ -199,10 +216,11 @@ class Scheduler:
             projects=kernel.storage.projects if kernel.storage.has("projects") else None,
             max_concurrent=cfg.max_concurrent_workflows,
             history_size=cfg.history_size,
-            settings=ExecutionSettings(node_timeout=cfg.node_timeout_seconds),
+            settings=ExecutionSettings(node_timeout=cfg.node_timeout_seconds, node_threads=NodeThreads(cfg.node_threads)),
             limits=Limits(max_nodes=cfg.max_nodes, max_edges=cfg.max_edges),
             on_shutdown=cfg.on_shutdown,
             shutdown_timeout=cfg.shutdown_timeout_seconds,
+            history_write_timeout=cfg.history_write_timeout_seconds,
             run_queue=kernel.services.get("run_queue"),
         )
 
@@ -255,6 +273,10 @@ class Scheduler:
                     await self.run_queue.stopped()
             if self._write_send is not None:
                 self._write_send.close()
+            # The writer is shielded from the server's cancellation; this is its deadline.
+            self._writer_deadline = anyio.current_time() + self.history_write_timeout
+            if self._writer_scope is not None:
+                self._writer_scope.deadline = self._writer_deadline
             self._tg = None
 
     def stop_accepting(self) -> None:
@@ -293,23 +315,53 @@ class Scheduler:
         return cut
 
     async def _writer(self, receive: Any) -> None:
-        # Shielded: the history must be written even while the server is being cancelled.
-        with anyio.CancelScope(shield=True):
-            await self._write_all(receive)
+        # Shielded: the history must be written even while the server is being cancelled; but a
+        # hung store must not hold the shutdown forever, so ``_shutdown`` gives this scope a
+        # deadline, and every store call has its own (``history_write_timeout``).
+        current: list[RunRecord] = []
+        with anyio.CancelScope(shield=True, deadline=self._writer_deadline) as scope:
+            self._writer_scope = scope
+            await self._write_all(receive, current)
+        lost = [f"{r.prompt_id} ({r.status})" for r in current]
+        while True:
+            try:
+                record = receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            lost.append(f"{record.prompt_id} ({record.status})")
+        receive.close()
+        self._writer_done = True
+        self._written_event.set()
+        if lost:
+            log.error(
+                "run history: the store did not take %d record(s) within %g s of the shutdown; not written: %s",
+                len(lost), self.history_write_timeout, ", ".join(lost),
+            )
 
-    async def _write_all(self, receive: Any) -> None:
-        async with receive:
-            async for record in receive:
+    async def _write_all(self, receive: Any, current: list[RunRecord]) -> None:
+        timeout = self.history_write_timeout
+        async for record in receive:
+            current.append(record)
+            saved = False
+            with anyio.move_on_after(timeout):
                 try:
                     await self.store.save(record)
+                    saved = True
                     if record.status in FINAL_STATUSES:
                         await self.store.trim(self.history_size)
                 except Exception:  # noqa: BLE001 - history must never break runs
                     log.exception("could not save run %s to the history", record.prompt_id)
-                self._written += 1
-                # Wake every flusher waiting now, then give later ones a fresh event.
-                written, self._written_event = self._written_event, anyio.Event()
-                written.set()
+                    saved = True  # reported above
+            if not saved:
+                log.error(
+                    "run history: the store did not save run %s (%s) within %g s; record not written",
+                    record.prompt_id, record.status, timeout,
+                )
+            current.clear()
+            self._written += 1
+            # Wake every flusher waiting now, then give later ones a fresh event.
+            written, self._written_event = self._written_event, anyio.Event()
+            written.set()
 
     def _persist(self, record: RunRecord) -> None:
         if self._write_send is None:
@@ -317,8 +369,10 @@ class Scheduler:
         try:
             self._write_send.send_nowait(record)
             self._enqueued += 1
-        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            log.error("run history writer is saturated; run %s not saved", record.prompt_id)
+        except anyio.WouldBlock:
+            log.error("run history writer is saturated; run %s (%s) not saved", record.prompt_id, record.status)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            log.error("run history writer has stopped; run %s (%s) not saved", record.prompt_id, record.status)
 
     async def _record_accepted(self, record: RunRecord, *, refuse: bool = True) -> None:
         """Store a new run's first record now, before its id is acknowledged to anybody.
@@ -338,10 +392,14 @@ class Scheduler:
     async def flush(self) -> None:
         """Wait until every record handed to the writer is stored."""
         target = self._enqueued
-        while self._written < target:
+        while self._written < target and not self._writer_done:
             await self._written_event.wait()
 
     # -- submission ---------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closing or self._tg is None:
+            raise SchedulerClosed("the server is shutting down")
+
     async def prepare(self, payload: ExecutionPayload, user: Principal) -> PreparedGraph:
         """Expand node groups, then validate (input values too) and precompute (raises :class:`WorkflowInvalid`)."""
         if has_groups(payload):
@@ -373,16 +431,19 @@ class Scheduler:
         An invalid workflow raises :class:`WorkflowInvalid` when ``reject_invalid``; otherwise it is
         accepted and recorded as a failed run with one ``NODE_ERROR`` per offending node.
         """
-        if self._closing or self._tg is None:
-            raise SchedulerClosed("the server is shutting down")
+        self._check_open()
         prompt_id = new_prompt_id()
         try:
             graph = await self.prepare(payload, user)
         except WorkflowInvalid as exc:
             if reject_invalid:
                 raise
+            self._check_open()
             await self._reject(prompt_id, payload, user, source, exc, on_accepted)
             return prompt_id
+        # ``prepare`` awaits (node groups are read from storage, big payloads go to a thread): a
+        # shutdown may have drained the queue meanwhile, and a run accepted now would never run.
+        self._check_open()
         run = ActiveRun(prompt_id, user, graph, source, self.hub)
         # Stored before anything acknowledges it (the caller's answer, ``on_accepted``, any
         # event): an id handed out must survive a crash. The run is not visible here yet, so no
@@ -427,13 +488,14 @@ class Scheduler:
     ) -> RunRecord:
         """Execute, here and now, a run this process claimed from the shared queue (the queue
         bounds how many run at once); returns its final record once it is stored."""
-        if self._closing or self._tg is None:
-            raise SchedulerClosed("the server is shutting down")
+        self._check_open()
         try:
             graph = await self.prepare(payload, user)
         except WorkflowInvalid as exc:
+            self._check_open()
             await self._reject(prompt_id, payload, user, source, exc, None)
             return self._recent[prompt_id]
+        self._check_open()  # as in ``submit``: a shutdown may have begun while preparing
         run = ActiveRun(prompt_id, user, graph, source, self.hub)
         run.submitted_at = submitted_at
         self._runs[prompt_id] = run
@@ -551,7 +613,7 @@ class Scheduler:
         record = run.record()
         self._remember(record)
         self._persist(record)
-        run.log = []
+        run.end_log()
         run.done.set()
         if dequeue:
             while self._queue and len(self._running) < self.max_concurrent and not self._closing:
@@ -661,7 +723,7 @@ class Scheduler:
         """
         run = self.active(prompt_id, user)
         if run is not None:
-            return list(run.log)
+            return list(run.log or ())
         record = await self.get(prompt_id, user)
         if record is None:
             return None
