@@ -32,18 +32,24 @@ class HubEvent:
     """One event. ``type``/``payload`` are exactly the WebSocket message.
 
     ``owner_id`` is the user the event belongs to (``None`` = broadcast to everyone);
-    ``prompt_id`` ties it to a run.
+    ``prompt_id`` ties it to a run. ``frame`` is the message already encoded as JSON, when the
+    publisher encoded it once for everybody (the scheduler does for run events: it keeps the
+    frames for replay, and every socket sends the same bytes instead of encoding again).
     """
 
     type: str
     payload: Any
     prompt_id: str | None = None
     owner_id: str | None = None
+    frame: bytes | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> dict[str, Any]:
         return {"type": self.type, "payload": self.payload}
 
     def encode(self) -> bytes:
+        frame = self.frame
+        if frame is not None:
+            return frame
         return _encoder.encode({"type": self.type, "payload": self.payload})
 
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from comfytavern.engine.graph import Limits, PreparedGraph
 from comfytavern.engine.groups import expand_groups, has_groups
 from comfytavern.engine.issues import WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.engine.retained import RecentRuns, ReplayLog, encode_message
 from comfytavern.engine.threads import NodeThreads
 from comfytavern.engine.validation import prepare_checked
 from comfytavern.events import EventHub, HubEvent
@@ -41,8 +42,11 @@ __all__ = ["ActiveRun", "RunNotRecorded", "Scheduler", "SchedulerClosed", "new_p
 log = logging.getLogger("comfytavern.scheduler")
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-#: Events kept per active run for replay to late subscribers.
-EVENT_LOG_LIMIT = 200_000
+#: Bytes of encoded events kept per active run for replay to late subscribers (the oldest are
+#: dropped beyond it; ``execution.replay_max_bytes``).
+REPLAY_MAX_BYTES = 8 * 1024 * 1024
+#: Bytes of encoded records of finished runs kept in memory (``execution.recent_runs_max_bytes``).
+RECENT_RUNS_MAX_BYTES = 8 * 1024 * 1024
 #: Payloads with more nodes than this are prepared in a worker thread.
 THREAD_PREPARE_THRESHOLD = 2_000
 
@@ -73,7 +77,15 @@ ACCEPT_RECORD_TIMEOUT = 30.0
 class ActiveRun:
     """A run the scheduler knows in memory (queued, running, or just finished)."""
 
-    def __init__(self, prompt_id: str, owner: Principal, graph: PreparedGraph, source: str, hub: EventHub) -> None:
+    def __init__(
+        self,
+        prompt_id: str,
+        owner: Principal,
+        graph: PreparedGraph,
+        source: str,
+        hub: EventHub,
+        replay_max_bytes: int = REPLAY_MAX_BYTES,
+    ) -> None:
         self.prompt_id = prompt_id
         self.owner = owner
         self.graph = graph
@@ -87,24 +99,21 @@ class ActiveRun:
         self.cancel_requested = False
         self.error_info: dict[str, Any] | None = None
         self.done = anyio.Event()
-        #: Events so far, for late watchers (``replay``); ``None`` once the run has ended.
-        self.log: list[HubEvent] | None = []
-        self.log_truncated = False
+        #: Encoded events so far, for late watchers (``replay``); ``None`` once the run has ended.
+        self.log: ReplayLog | None = ReplayLog(replay_max_bytes)
         owner_id = owner.id
         publish = hub.publish
 
         # The log is read through ``self`` on every call, not captured: ``end_log`` must free it
-        # although the execution (and a worker thread it abandoned) keeps this function.
+        # although the execution (and a worker thread it abandoned) keeps this function. Each
+        # event is encoded once, here: the log keeps the bytes and every socket sends them.
         def emit(type_: str, payload: dict[str, Any]) -> None:
-            log_list = self.log
-            if log_list is None:
+            log = self.log
+            if log is None:
                 return  # the run has ended: nothing of it is published after its final status
-            event = HubEvent(type_, payload, prompt_id, owner_id)
-            if len(log_list) < EVENT_LOG_LIMIT:
-                log_list.append(event)
-            else:
-                self.log_truncated = True
-            publish(event)
+            frame = encode_message(type_, payload)
+            log.append(frame)
+            publish(HubEvent(type_, payload, prompt_id, owner_id, frame))
 
         self.emit = emit
 
@@ -172,8 +181,11 @@ class Scheduler:
         shutdown_timeout: float = 10.0,
         history_write_timeout: float = 10.0,
         run_queue: RunQueue | None = None,
+        replay_max_bytes: int = REPLAY_MAX_BYTES,
+        recent_runs_max_bytes: int = RECENT_RUNS_MAX_BYTES,
     ) -> None:
         self.hub = hub
+        self.replay_max_bytes = replay_max_bytes
         #: A shared queue (``kernel.services["run_queue"]``): runs then execute wherever it sends
         #: them; ``None`` = in this process (see :mod:`comfytavern.engine.queue`).
         self.run_queue = run_queue
@@ -193,8 +205,8 @@ class Scheduler:
         self._runs: dict[str, ActiveRun] = {}
         self._running: dict[str, ActiveRun] = {}
         self._queue: deque[ActiveRun] = deque()
-        self._recent: OrderedDict[str, RunRecord] = OrderedDict()
-        self._recent_limit = max(50, min(history_size, 1000))
+        #: Finished runs' records until (and a while after) the writer has stored them.
+        self._recent = RecentRuns(recent_runs_max_bytes, max(50, min(history_size, 1000)))
         self._tg: TaskGroup | None = None
         self._closing = False
         self._write_send: Any = None
@@ -222,6 +234,8 @@ class Scheduler:
             shutdown_timeout=cfg.shutdown_timeout_seconds,
             history_write_timeout=cfg.history_write_timeout_seconds,
             run_queue=kernel.services.get("run_queue"),
+            replay_max_bytes=cfg.replay_max_bytes,
+            recent_runs_max_bytes=cfg.recent_runs_max_bytes,
         )
 
     # -- life-cycle ---------------------------------------------------------------------------
@@ -444,7 +458,7 @@ class Scheduler:
         # ``prepare`` awaits (node groups are read from storage, big payloads go to a thread): a
         # shutdown may have drained the queue meanwhile, and a run accepted now would never run.
         self._check_open()
-        run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        run = ActiveRun(prompt_id, user, graph, source, self.hub, self.replay_max_bytes)
         # Stored before anything acknowledges it (the caller's answer, ``on_accepted``, any
         # event): an id handed out must survive a crash. The run is not visible here yet, so no
         # later record of it can be overtaken by this one.
@@ -494,9 +508,11 @@ class Scheduler:
         except WorkflowInvalid as exc:
             self._check_open()
             await self._reject(prompt_id, payload, user, source, exc, None)
-            return self._recent[prompt_id]
+            record = self._recent.get(prompt_id)
+            assert record is not None  # just remembered by ``_reject``
+            return record
         self._check_open()  # as in ``submit``: a shutdown may have begun while preparing
-        run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        run = ActiveRun(prompt_id, user, graph, source, self.hub, self.replay_max_bytes)
         run.submitted_at = submitted_at
         self._runs[prompt_id] = run
         self._start(run)
@@ -621,10 +637,7 @@ class Scheduler:
         self.hub.emit("SYSTEM_QUEUE_UPDATE", self.queue_counts())
 
     def _remember(self, record: RunRecord) -> None:
-        self._recent[record.prompt_id] = record
-        self._recent.move_to_end(record.prompt_id)
-        while len(self._recent) > self._recent_limit:
-            self._recent.popitem(last=False)
+        self._recent.put(record)
 
     # -- control ------------------------------------------------------------------------------
     @staticmethod
@@ -723,7 +736,8 @@ class Scheduler:
         """
         run = self.active(prompt_id, user)
         if run is not None:
-            return list(run.log or ())
+            log = run.log
+            return log.events(prompt_id, run.owner.id) if log is not None else []
         record = await self.get(prompt_id, user)
         if record is None:
             return None

@@ -140,7 +140,8 @@ class Connection:
             if isinstance(item, str):
                 await send(item)
             else:
-                await send(encode({"type": item.type, "payload": item.payload}).decode())
+                frame = item.frame  # run events come encoded once by the scheduler
+                await send((frame if frame is not None else encode({"type": item.type, "payload": item.payload})).decode())
 
     # -- inbound ------------------------------------------------------------------------------
     async def receiver(self) -> None:
