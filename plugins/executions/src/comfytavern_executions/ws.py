@@ -28,7 +28,8 @@ from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comfytavern.auth import Principal, optional_principal, scope_refusal
-from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
+from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, decode_payload, safe_encoder
+from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
 from comfytavern.http import websocket_route
@@ -49,6 +50,32 @@ CLOSE_UNAUTHENTICATED = 4401
 class _Envelope(msgspec.Struct):
     type: str
     payload: Any = msgspec.UNSET
+
+
+class _Head(msgspec.Struct):
+    """The envelope with its payload left undecoded: a ``PROMPT_REQUEST``'s payload (the whole
+    workflow) is then decoded once, straight into an ``ExecutionPayload``."""
+
+    type: str
+    payload: msgspec.Raw = msgspec.Raw(b"")
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+def _fast_prompt(text: str) -> ExecutionPayload | None:
+    """The payload of a well-formed ``PROMPT_REQUEST``, else ``None`` (the general path then
+    answers, with its exact error messages)."""
+    try:
+        head = _head_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if head.type != "PROMPT_REQUEST" or not head.payload:
+        return None
+    try:
+        return decode_payload(head.payload)
+    except PayloadError:
+        return None
 
 
 class _PromptRef(msgspec.Struct, rename="camel"):
@@ -162,6 +189,19 @@ class Connection:
     async def handle(self, text: str) -> None:
         if self.revoked is not None:  # closing: nothing more is answered
             return
+        prompt = _fast_prompt(text)
+        if prompt is not None:
+            try:
+                if not await self._still_authenticated("PROMPT_REQUEST"):
+                    return
+                if scope_refusal(self.user, MESSAGE_SCOPES["PROMPT_REQUEST"]) is not None:
+                    self._in_scope("PROMPT_REQUEST", msgspec.json.decode(text).get("payload"))
+                    return
+                await self._submit(prompt, _ids(prompt.metadata))
+            except Exception as exc:  # noqa: BLE001 - a handler bug must not close the socket
+                log.exception("WebSocket PROMPT_REQUEST handler failed")
+                self.error(f"Error processing message: {exc}")
+            return
         try:
             raw = msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
@@ -229,8 +269,7 @@ class Connection:
 
     async def on_prompt(self, payload: Any) -> None:
         metadata = payload.get("metadata") if isinstance(payload, dict) else None
-        metadata = metadata if isinstance(metadata, dict) else {}
-        ids = {"internalId": metadata.get("internalId"), "workflowId": metadata.get("workflowId")}
+        ids = _ids(metadata if isinstance(metadata, dict) else {})
         if payload is msgspec.UNSET:
             self.error("PROMPT_REQUEST needs a payload", **ids)
             return
@@ -239,6 +278,9 @@ class Connection:
         except PayloadError as exc:
             self.error(f"invalid PROMPT_REQUEST payload: {exc.details[0]['message']}", exc.details, **ids)
             return
+        await self._submit(execution_payload, ids)
+
+    async def _submit(self, execution_payload: ExecutionPayload, ids: dict[str, Any]) -> None:
         scheduler = self.scheduler
         if scheduler is None:
             self.error("the run scheduler is not running", **ids)
@@ -301,6 +343,11 @@ class Connection:
 
     def close(self) -> None:
         self.subscription.close()
+
+
+def _ids(metadata: Any) -> dict[str, Any]:
+    """The ids an error reply to a ``PROMPT_REQUEST`` echoes."""
+    return {"internalId": metadata.get("internalId"), "workflowId": metadata.get("workflowId")}
 
 
 _HANDLERS = {
