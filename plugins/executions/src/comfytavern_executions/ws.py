@@ -36,6 +36,7 @@ from comfytavern.http import websocket_route
 from comfytavern.revocation import reauthenticate
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws_access import MESSAGE_SCOPES, event_scope, live_sockets
+from comfytavern_executions.ws_fanout import Fanout, fanout_for
 
 __all__ = ["websocket_routes"]
 
@@ -82,6 +83,33 @@ class _PromptRef(msgspec.Struct, rename="camel"):
     prompt_id: str
 
 
+class _Watched(set[str]):
+    """The runs a socket watches, mirrored in the kernel's :class:`Fanout` index (which hands
+    each run's events to its watchers only)."""
+
+    def __init__(self, fanout: Fanout, socket: Connection) -> None:
+        super().__init__()
+        self._fanout = fanout
+        self._socket = socket
+
+    def add(self, prompt_id: str) -> None:
+        super().add(prompt_id)
+        self._fanout.watch(prompt_id, self._socket)
+
+    def discard(self, prompt_id: str) -> None:
+        super().discard(prompt_id)
+        self._fanout.unwatch(prompt_id, self._socket)
+
+    def remove(self, prompt_id: str) -> None:
+        if prompt_id not in self:
+            raise KeyError(prompt_id)
+        self.discard(prompt_id)
+
+    def clear(self) -> None:
+        for prompt_id in list(self):
+            self.discard(prompt_id)
+
+
 class Connection:
     """One WebSocket: its outbox, the runs it watches and its message handlers."""
 
@@ -93,13 +121,14 @@ class Connection:
         self.kernel = kernel
         self.max_queue = settings.ws_max_queue
         self.outbox: collections.deque[HubEvent | str] = collections.deque()
-        self.watched: set[str] = set()
         self.overflowed = False
         self._wakeup: anyio.Event | None = None
-        # The hub calls ``accept`` synchronously for every event; we take the ones this socket
-        # wants into our own ordered outbox (shared with direct replies) and keep the
-        # subscription's buffer empty.
-        self.subscription = kernel.hub.subscribe(max_buffer=1, accept=self._offer)
+        # The kernel's fanout (one hub subscriber for all sockets) pushes the events of the runs
+        # this socket watches and offers it the run-less ones, synchronously, into this
+        # socket's own ordered outbox (shared with direct replies).
+        self.fanout = fanout_for(kernel)
+        self.watched: set[str] = _Watched(self.fanout, self)
+        self.fanout.add(self)
 
     # -- outbox -------------------------------------------------------------------------------
     def _offer(self, event: HubEvent) -> bool:
@@ -342,7 +371,8 @@ class Connection:
         log.info("button_click from %s: %s", self.user.id, payload if isinstance(payload, dict) else type(payload).__name__)
 
     def close(self) -> None:
-        self.subscription.close()
+        self.watched.clear()
+        self.fanout.remove(self)
 
 
 def _ids(metadata: Any) -> dict[str, Any]:
