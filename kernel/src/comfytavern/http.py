@@ -2,7 +2,9 @@
 
 - :class:`ApiError` raised anywhere becomes the one JSON error shape ``{"error", "details"?}``.
 - :func:`json_response` encodes with msgspec (Structs, dicts, lists).
-- :func:`read_json` decodes a body into a Struct with precise 400/422 errors.
+- :func:`read_json` decodes a body into a Struct with precise 400/415/422 errors;
+  :func:`decode_json` is the one JSON parser for client input (HTTP bodies, WebSocket messages),
+  with a nesting limit.
 - :func:`route` builds a Starlette route that carries its documentation (for OpenAPI) and its
   access rule (auth level and service-key scope), enforced before the endpoint runs.
 """
@@ -10,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -23,18 +26,31 @@ from starlette.websockets import WebSocket
 from comfytavern.auth import PRINCIPAL_SCOPE_KEY, Principal
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ApiError",
     "ErrorBody",
+    "JsonTooDeep",
     "RouteDoc",
     "json_response",
     "read_json",
+    "read_json_value",
     "route",
     "websocket_route",
     "check_access",
+    "decode_json",
+    "require_json_content_type",
     "validation_details",
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("comfytavern.http")
+
+#: Deepest nesting of arrays/objects accepted in client JSON. msgspec (like every recursive
+#: parser) fails with ``RecursionError`` somewhere below ~1000 levels depending on the stack in
+#: use, and a document that barely decodes in one place can fail again when it is read back
+#: elsewhere; a fixed limit far below that makes the answer the same everywhere (400).
+MAX_JSON_DEPTH = 128
 
 _encoder = msgspec.json.Encoder()
 
@@ -73,15 +89,89 @@ def error_response(status: int, message: str, details: Any = None, headers: dict
     return json_response(ErrorBody(message, details), status, headers)
 
 
-async def read_json(request: Request, type_: type[T]) -> T:
-    """Decode the request body into ``type_``: 400 for malformed JSON, 422 with the field path."""
+class JsonTooDeep(msgspec.DecodeError):
+    """Client JSON nested deeper than :data:`MAX_JSON_DEPTH` (a ``DecodeError``, so every
+    caller that handles malformed JSON handles this too)."""
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Is ``value`` (decoded JSON: dicts, lists, scalars) nested deeper than ``limit``?
+
+    Walks level by level without recursion and stops at the first level past the limit.
+    """
+    level = [value] if type(value) is list or type(value) is dict else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for container in level:
+            for item in container.values() if type(container) is dict else container:
+                if type(item) is list or type(item) is dict:
+                    below.append(item)
+        level = below
+    return False
+
+
+def decode_json(data: bytes | str, *, what: str = "request body") -> Any:
+    """Parse client JSON; raises ``msgspec.DecodeError`` (:class:`JsonTooDeep` past the limit).
+
+    Deep nesting is refused, whatever the depth (a ``RecursionError`` from the parser included),
+    and logged as a warning: it is either a broken client or a probe.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        value = msgspec.json.decode(raw)
+    except RecursionError:
+        value, too_deep = None, True
+    else:
+        # Fewer brackets than the limit cannot nest past it: most bodies skip the walk.
+        too_deep = raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _nesting_exceeds(value, MAX_JSON_DEPTH)
+    if too_deep:
+        log.warning("refused a %s nested deeper than %d levels (%d bytes)", what, MAX_JSON_DEPTH, len(raw))
+        raise JsonTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def require_json_content_type(request: Request) -> None:
+    """415 unless the body is declared as JSON (``application/json`` or ``application/*+json``).
+
+    A body without ``Content-Type`` is taken as JSON (scripts). Other types are refused: a
+    ``text/plain`` or form body is what a cross-site page can send without a CORS preflight.
+    """
+    header = request.headers.get("content-type")
+    if header is None:
+        return
+    media = header.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ApiError(
+        415,
+        "unsupported media type; send Content-Type: application/json",
+        {"contentType": header[:200]},
+    )
+
+
+async def read_json_value(request: Request) -> Any:
+    """The request body as decoded JSON: 415 for another media type, 400 for an empty, malformed
+    or too deeply nested body."""
+    require_json_content_type(request)
     body = await request.body()
     if not body.strip():
         raise ApiError(400, "request body is empty; expected JSON")
     try:
-        raw = msgspec.json.decode(body)
+        return decode_json(body)
+    except JsonTooDeep as exc:
+        raise ApiError(400, "JSON nested too deeply", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed JSON", str(exc)) from None
+
+
+async def read_json(request: Request, type_: type[T]) -> T:
+    """Decode the request body into ``type_``: 400 for malformed JSON, 415 for a body that is
+    not JSON, 422 with the field path."""
+    raw = await read_json_value(request)
     try:
         return msgspec.convert(raw, type_)
     except msgspec.ValidationError as exc:

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 from comfytavern.auth import current_principal
 from comfytavern.engine import ExecutionPayload, PayloadError, SchedulerClosed, WorkflowInvalid, decode_payload, safe_encoder
 from comfytavern.events import HubEvent
-from comfytavern.http import ApiError, json_response, route
+from comfytavern.http import ApiError, json_response, require_json_content_type, route
 from comfytavern.storage.runs import FINAL_STATUSES, RunRecord
 from comfytavern_executions.common import safe_json, scheduler_of
 from comfytavern_executions.settings import ExecutionsSettings
@@ -103,6 +103,7 @@ def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
     async def submit(request: Request) -> Response:
         user = current_principal(request)
         wait = _float_param(request, "wait", maximum=settings.wait_max_seconds)
+        require_json_content_type(request)
         body = await request.body()
         if not body.strip():
             raise ApiError(400, "request body is empty; expected a workflow execution payload")

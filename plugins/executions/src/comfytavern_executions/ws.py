@@ -24,7 +24,7 @@ from comfytavern.auth import Principal, optional_principal
 from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
-from comfytavern.http import websocket_route
+from comfytavern.http import decode_json, websocket_route
 from comfytavern_executions.settings import ExecutionsSettings
 
 __all__ = ["websocket_routes"]
@@ -132,8 +132,8 @@ class Connection:
 
     async def handle(self, text: str) -> None:
         try:
-            raw = msgspec.json.decode(text)
-        except msgspec.DecodeError as exc:
+            raw = decode_json(text, what="WebSocket message")
+        except msgspec.DecodeError as exc:  # JsonTooDeep included: the socket stays open
             self.error("message is not valid JSON", {"reason": str(exc), "found": text[:200]})
             return
         try:

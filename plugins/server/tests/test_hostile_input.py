@@ -1,0 +1,119 @@
+"""Hostile input against the assembled server on a real socket: every JSON route, every
+state-changing route and the WebSocket answer a clear 4xx (or an ``error`` message), never a 5xx
+or a dropped connection.
+
+The routes come from the server's own ``/openapi.json``, so a route added later is covered too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+import websockets.sync.client as ws_client
+
+from comfytavern.app import create_app
+from comfytavern import http as ct_http
+
+MAX_JSON_DEPTH = getattr(ct_http, "MAX_JSON_DEPTH", 128)
+
+UNSAFE = ("post", "put", "patch", "delete")
+
+
+def deep_array(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+def deep_in_field(depth: int) -> bytes:
+    """An object whose ``name`` (and ``nodes``) hold the deep value: past any top-level type check."""
+    inner = deep_array(depth)
+    return b'{"name": ' + inner + b', "nodes": ' + inner + b', "id": "x"}'
+
+
+def _fill(path: str) -> str:
+    """A concrete URL for a path template (every parameter ``probe``)."""
+    out, _, rest = path.partition("{")
+    while _:
+        _, _, rest = rest.partition("}")
+        out += "probe"
+        chunk, _, rest = rest.partition("{")
+        out += chunk
+    return out
+
+
+def _operations(base_url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    spec = httpx.get(f"{base_url}/openapi.json").json()
+    return [
+        (method, path, op)
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+        if not op.get("x-websocket")
+    ]
+
+
+def _json_body_operations(base_url: str) -> list[tuple[str, str]]:
+    found = [
+        (method, path)
+        for method, path, op in _operations(base_url)
+        if "application/json" in op.get("requestBody", {}).get("content", {})
+    ]
+    assert len(found) >= 8, found  # projects, workflows, prompt, keys, credentials, username...
+    return found
+
+
+@pytest.fixture
+def base_url(make_full_kernel: Any, serve: Any) -> Any:
+    with serve(create_app(make_full_kernel())) as url:
+        yield url
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 990, 1000, 50_000])
+def test_deeply_nested_json_is_a_400_on_every_json_route(base_url: str, depth: int, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, logger="comfytavern.http")
+    bad: list[str] = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for method, path in _json_body_operations(base_url):
+            for body in (deep_array(depth), deep_in_field(depth)):
+                r = client.request(method.upper(), _fill(path), content=body, headers={"Content-Type": "application/json"})
+                if r.status_code != 400 or r.json().get("details") is None or "nested" not in r.text:
+                    bad.append(f"{method.upper()} {path}: {r.status_code} {r.text[:200]}")
+    assert not bad, "\n".join(bad)
+    assert any("nested deeper than" in rec.getMessage() for rec in caplog.records), "the refusal is not logged"
+
+
+def test_nesting_up_to_the_limit_is_accepted(base_url: str) -> None:
+    value: Any = "leaf"
+    for _ in range(MAX_JSON_DEPTH - 2):
+        value = [value]
+    body = {"name": "deep-but-fine", "description": "nested config", "customMetadata": {"v": value}}
+    r = httpx.post(f"{base_url}/api/projects", json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    project = r.json()
+    got = httpx.get(f"{base_url}/api/projects/{project['id']}/metadata", timeout=30)
+    assert got.status_code == 200 and got.json()["customMetadata"] == {"v": value}
+
+
+def test_deep_websocket_message_gets_an_error_reply_and_the_socket_stays_open(base_url: str, caplog: Any) -> None:
+    caplog.set_level(logging.WARNING, logger="comfytavern.http")
+    url = base_url.replace("http://", "ws://") + "/ws"
+    with ws_client.connect(url, open_timeout=10, close_timeout=5) as ws:
+        for depth in (1000, 50_000, MAX_JSON_DEPTH + 1):
+            deep = deep_array(depth).decode()
+            ws.send(f'{{"type": "PROMPT_REQUEST", "payload": {deep}}}')
+            reply = _next_error(ws)
+            assert "nested deeper than" in json.dumps(reply["payload"]), reply
+        # Still open and still answering.
+        ws.send(json.dumps({"type": "NO_SUCH_TYPE", "payload": {}}))
+        assert _next_error(ws)["payload"]["message"] == "Unknown message type: NO_SUCH_TYPE"
+    assert any("WebSocket message nested deeper" in rec.getMessage() for rec in caplog.records)
+
+
+def _next_error(ws: Any) -> dict[str, Any]:
+    for _ in range(20):
+        message = json.loads(ws.recv(timeout=10))
+        if message["type"] == "error":
+            return message
+    raise AssertionError("no error reply")
