@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets.exceptions
 import websockets.sync.client as ws_client
 
 from comfytavern.app import create_app
@@ -117,3 +118,50 @@ def _next_error(ws: Any) -> dict[str, Any]:
         if message["type"] == "error":
             return message
     raise AssertionError("no error reply")
+
+
+MALFORMED_ORIGINS = ["http://a:b", "http://[::1", "http://127.0.0.1:99999999999", "http://127.0.0.1:3233/x"]
+
+
+def _state_changing_operations(base_url: str) -> list[tuple[str, str]]:
+    found = [(method, path) for method, path, _ in _operations(base_url) if method in UNSAFE]
+    assert len(found) >= 15, found
+    return found
+
+
+def test_malformed_or_other_scheme_origins_are_refused_on_every_state_changing_route(base_url: str) -> None:
+    same_host = base_url.removeprefix("http://")
+    bad: list[str] = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for method, path in _state_changing_operations(base_url):
+            for origin in [*MALFORMED_ORIGINS, f"https://{same_host}"]:
+                r = client.request(method.upper(), _fill(path), json={}, headers={"Origin": origin})
+                if r.status_code != 403 or r.json()["error"] != "cross-site request refused":
+                    bad.append(f"{method.upper()} {path} Origin {origin}: {r.status_code} {r.text[:200]}")
+        # The server's own origin still works (the check refuses, it does not break).
+        r = client.put("/api/users/me/username", json={"username": "same-origin"}, headers={"Origin": base_url})
+        assert r.status_code == 200, r.text
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("origin", [*MALFORMED_ORIGINS, "https://{host}"])
+def test_websocket_handshake_with_a_malformed_or_other_scheme_origin_is_a_403(base_url: str, origin: str) -> None:
+    host = base_url.removeprefix("http://")
+    url = f"ws://{host}/ws"
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        ws_client.connect(url, origin=origin.format(host=host), open_timeout=10)  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403
+    with ws_client.connect(url, origin=base_url, open_timeout=10) as ws:  # type: ignore[arg-type]
+        ws.send(json.dumps({"type": "NO_SUCH_TYPE", "payload": {}}))
+        assert _next_error(ws)["payload"]["message"] == "Unknown message type: NO_SUCH_TYPE"
+
+
+def test_a_body_not_declared_as_json_is_a_415_on_every_json_route(base_url: str) -> None:
+    bad: list[str] = []
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        for method, path in _json_body_operations(base_url):
+            for content_type in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded"):
+                r = client.request(method.upper(), _fill(path), content=b"{}", headers={"Content-Type": content_type})
+                if r.status_code != 415:
+                    bad.append(f"{method.upper()} {path} {content_type}: {r.status_code} {r.text[:200]}")
+    assert not bad, "\n".join(bad)
