@@ -268,7 +268,7 @@ class CharacterLibrary:
         if len(data) > self.settings.max_upload_bytes:
             raise ImportError_(413, f"the card is larger than {self.settings.max_upload_bytes} bytes")
         try:
-            card, kind = read_card_bytes(data, limits=self.limits)
+            card, kind = read_card_bytes(data, limits=self.limits, strict=True)
         except CardError as exc:
             raise ImportError_(422, str(exc)) from None
         if kind == "png":
