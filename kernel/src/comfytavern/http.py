@@ -213,8 +213,13 @@ class RouteDoc:
     #: A msgspec Struct whose fields document the query parameters (for OpenAPI).
     query: Any = None
     #: Media type of the request body (``multipart/form-data`` for uploads: ``body`` then
-    #: describes the form fields).
+    #: describes the form fields, a ``bytes`` field being a file part).
     body_content_type: str = "application/json"
+    #: Other media types the body may have, each with its msgspec type (``bytes`` for a raw
+    #: binary body such as ``image/png``).
+    body_alternatives: dict[str, Any] = field(default_factory=dict)
+    #: An example body per media type (shown in ``/docs``; API fuzzers start from it).
+    body_examples: dict[str, Any] = field(default_factory=dict)
     #: Explicit OpenAPI ``operationId`` (default: derived from the method and path).
     operation_id: str | None = None
 

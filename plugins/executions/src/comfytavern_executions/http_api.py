@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import msgspec
@@ -47,6 +47,16 @@ class SystemStats(msgspec.Struct, rename="camel"):
     max_concurrent_workflows: int
     running_executions: int
     pending_executions: int
+
+
+class RunEventFrame(msgspec.Struct):
+    """One server-sent event of ``GET /api/prompt/{id}/events`` (documentation only: the frames
+    are written by :func:`sse_frame`). ``event`` is the WebSocket message type (``error`` when the
+    backlog overflowed), ``data`` the payload as JSON text. Comment lines (``: keep-alive``)
+    carry no event."""
+
+    event: str
+    data: Annotated[str, msgspec.Meta(extra_json_schema={"contentMediaType": "application/json"})]
 
 
 class InterruptResult(msgspec.Struct):
@@ -231,6 +241,7 @@ def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
             events,
             summary="Server-sent events of a run: past events replayed, then live until the final status",
             content_type="text/event-stream",
+            response=RunEventFrame,
             responses={404: "no such run (or not yours)"},
             **common,
         ),
