@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from comfytavern import hookimpl, json_response, read_json, route
 from comfytavern.testing import NO_STORAGE, client_for, make_kernel
@@ -103,6 +105,31 @@ def test_nesting_limit_of_the_shared_decoder(client: Any) -> None:
         if depth < 400:  # this app's body limit is 1000 bytes
             r = client.post("/api/items", content=b'{"name": ' + b"[" * depth + b"]" * depth + b"}")
             assert r.status_code == 400 and r.json()["error"] == "JSON nested too deeply"
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:'),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(value=_JSON, limit=st.integers(min_value=0, max_value=8))
+def test_the_nesting_scan_matches_the_real_depth(value: Any, limit: int) -> None:
+    from comfytavern.http import _nesting_exceeds
+
+    raw = msgspec.json.encode(value)
+    assert _nesting_exceeds(raw, limit) is (_depth(value) > limit)
+    assert _nesting_exceeds(msgspec.json.format(raw, indent=2), limit) is (_depth(value) > limit)
 
 
 def test_validation_details_name_the_field(client: Any) -> None:
