@@ -82,6 +82,37 @@ def test_origin_allowed(origin: str, host: str, allowed: list[str], ok: bool) ->
     assert origin_allowed(origin, host, allowed) is ok
 
 
+@pytest.mark.parametrize(
+    "origin",
+    ["http://a:b", "http://[::1", "http://[::1]:99999", "http://127.0.0.1:99999999999999999999", "http://127.0.0.1:-1",
+     "http://127.0.0.1:3233/path", "http://user:pw@127.0.0.1:3233", "ftp://127.0.0.1:3233", "http://", "http://:3233",
+     "http://127.0.0.1:3233?x", "\x00", "http://\u0000:1"],
+)
+def test_malformed_origins_never_match_and_never_raise(origin: str) -> None:
+    for scheme in (None, "http", "ws"):
+        assert origin_allowed(origin, "127.0.0.1:3233", ["http://localhost:5573"], scheme=scheme) is False
+    assert origin_allowed("http://127.0.0.1:3233", origin.removeprefix("http://"), [], scheme="http") is False
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "ok"),
+    [
+        ("http://127.0.0.1:3233", "127.0.0.1:3233", "http", True),
+        ("http://127.0.0.1:3233", "127.0.0.1:3233", "ws", True),
+        ("https://127.0.0.1:3233", "127.0.0.1:3233", "http", False),
+        ("https://127.0.0.1:3233", "127.0.0.1:3233", "ws", False),
+        ("http://127.0.0.1:3233", "127.0.0.1:3233", "https", False),
+        ("https://ct.example.com", "ct.example.com", "https", True),
+        ("https://ct.example.com", "ct.example.com", "wss", True),
+        ("https://ct.example.com", "ct.example.com", "http", False),
+        ("HTTP://LOCALHOST:3233", "localhost:3233", "http", True),
+        ("http://localhost", "localhost:80", "http", True),
+    ],
+)
+def test_same_origin_compares_the_request_scheme(origin: str, host: str, scheme: str, ok: bool) -> None:
+    assert origin_allowed(origin, host, [], scheme=scheme) is ok
+
+
 def test_loopback_addresses() -> None:
     for host in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"):
         assert is_loopback(host)

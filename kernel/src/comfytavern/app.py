@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.auth import AuthMiddleware
@@ -94,15 +94,36 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message, exc.details, exc.headers)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route documented at this path, for the ``Allow`` header of a 405.
+
+    Starlette names only the first route that matched the path, but a path is often served by one
+    route per method. As in OpenAPI, routes with a fixed path (``/api/characters/import``) take
+    precedence over templates that also match it (``/api/characters/{characterId}``).
+    """
+    scope = {**request.scope, "method": "\x00"}  # no route serves it: every path match is partial
+    matching = [
+        item
+        for item in request.app.router.routes
+        if isinstance(item, Route) and item.methods and item.matches(scope)[0] is not Match.NONE
+    ]
+    fixed = [item for item in matching if "{" not in item.path]
+    return sorted({method for item in fixed or matching for method in item.methods or ()})
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         message = f"no route for {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed for {request.url.path}"
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
     else:
         message = exc.detail
-    return error_response(exc.status_code, message, headers=dict(exc.headers or {}) or None)
+    return error_response(exc.status_code, message, headers=headers or None)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

@@ -35,7 +35,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from comfytavern.files import fsync_dir, write_atomic
+from comfytavern.files import fsync_dir, private_dir, write_atomic
 
 __all__ = [
     "CredentialDecryptError",
@@ -323,9 +323,10 @@ ENV_PEPPER = "CT_SERVICE_KEY_PEPPER"
 def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` to a file created with mode 0600 (never readable by others, even briefly).
 
-    ``exclusive`` fails if the file exists; otherwise the file is replaced atomically.
+    ``exclusive`` fails if the file exists; otherwise the file is replaced atomically. Missing
+    folders are created 0700.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if exclusive:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -343,8 +344,7 @@ def _private_dir(folder: Path) -> None:
     An existing folder (e.g. one named by ``CT_MASTER_KEY_FILE``) is left as its owner set it.
     """
     if not folder.exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        folder.mkdir(mode=0o700, exist_ok=True)
+        private_dir(folder)
 
 
 def _read_private(path: Path) -> bytes:

@@ -31,7 +31,7 @@ from comfytavern.auth import Principal, optional_principal, scope_refusal
 from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
-from comfytavern.http import websocket_route
+from comfytavern.http import decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws_access import MESSAGE_SCOPES, event_scope, live_sockets
@@ -162,8 +162,8 @@ class Connection:
         if self.revoked is not None:  # closing: nothing more is answered
             return
         try:
-            raw = msgspec.json.decode(text)
-        except msgspec.DecodeError as exc:
+            raw = decode_json(text, what="WebSocket message")
+        except msgspec.DecodeError as exc:  # JsonTooDeep included: the socket stays open
             self.error("message is not valid JSON", {"reason": str(exc), "found": text[:200]})
             return
         try:
