@@ -222,6 +222,12 @@ class RouteDoc:
     body_examples: dict[str, Any] = field(default_factory=dict)
     #: Explicit OpenAPI ``operationId`` (default: derived from the method and path).
     operation_id: str | None = None
+    #: Other media types the success response may have, each with its msgspec type (``str`` for
+    #: text such as an HTML page or a server-sent event stream).
+    response_alternatives: dict[str, Any] = field(default_factory=dict)
+    #: msgspec type of this route's error bodies when they are not the server's ``ErrorBody``
+    #: (the ``/v1`` routes answer in OpenAI's error shape).
+    error: Any = None
 
 
 def check_access(principal: Principal | None, doc: RouteDoc, method: str) -> None:

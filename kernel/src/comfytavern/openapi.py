@@ -145,8 +145,8 @@ def _operation_id(method: str, path: str, used: set[str], explicit: str | None) 
     return candidate
 
 
-def _error_content() -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(name="ErrorBody")}}}
+def _error_content(schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"application/json": {"schema": schema or {"$ref": REF_TEMPLATE.format(name="ErrorBody")}}}
 
 
 def build_openapi(
@@ -178,6 +178,10 @@ def build_openapi(
                     refs[field_name] = schemas.add(type_)
             for media_type, type_ in doc.body_alternatives.items():
                 refs[f"body:{media_type}"] = schemas.add(type_)
+            for media_type, type_ in doc.response_alternatives.items():
+                refs[f"response:{media_type}"] = schemas.add(type_)
+            if doc.error is not None:
+                refs["error"] = schemas.add(doc.error)
         wanted.append((endpoint, refs))
     schemas.build()
     schemas.components.setdefault("ErrorBody", schemas.get(error_index))
@@ -271,11 +275,14 @@ def _operation(
             main["content"] = {doc.content_type: {"schema": schemas.get(refs["response"])}}
         elif doc.status != 204 and doc.content_type != "application/json":
             main["content"] = {doc.content_type: {"schema": {"type": "string"}}}
+        for media_type in doc.response_alternatives:
+            main.setdefault("content", {})[media_type] = {"schema": schemas.get(refs[f"response:{media_type}"])}
         responses[str(doc.status)] = main
+        error_content = _error_content(schemas.get(refs["error"]) if "error" in refs else None)
         for code, text in sorted(doc.responses.items()):
             if code == doc.status:
                 continue
-            responses[str(code)] = {"description": text, **({"content": _error_content()} if code >= 400 else {})}
+            responses[str(code)] = {"description": text, **({"content": error_content} if code >= 400 else {})}
         standard: list[tuple[int, str]] = []
         if "body" in refs:
             standard += [
@@ -295,7 +302,7 @@ def _operation(
         for code, text in standard:
             combined.setdefault(str(code), []).append(text)
         for code_text, texts in combined.items():
-            responses.setdefault(code_text, {"description": "; ".join(texts), "content": _error_content()})
+            responses.setdefault(code_text, {"description": "; ".join(texts), "content": error_content})
         op["x-auth"] = doc.auth
         if doc.scope:
             op["x-scope"] = f"{doc.scope}:{'read' if method in ('GET', 'HEAD') else 'write'}"
