@@ -3,7 +3,8 @@
 - ``GET /openapi.json``: OpenAPI 3.1 for every route served (see :mod:`comfytavern.openapi`);
 - ``GET /docs``: interactive API docs, fully offline;
 - ``POST /api/server/restart``: graceful in-place restart (admin; see :mod:`comfytavern.restart`);
-- ``GET /metrics``: Prometheus metrics (see :mod:`comfytavern.metrics`).
+- ``GET /metrics``: Prometheus metrics (see :mod:`comfytavern.metrics`);
+- ``GET /api/plugins``: the frontend extensions the later editor loads (see :mod:`.extensions`).
 
 Settings: ``plugins.settings["server-routes"]`` = :class:`ServerRoutesSettings`.
 """
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute
 from comfytavern import hookimpl
 from comfytavern_server_routes.admin import RestartAccepted, ServerRoutesSettings, admin_routes, may_read_metrics
 from comfytavern_server_routes.apidocs import docs_routes
+from comfytavern_server_routes.extensions import extension_routes
 
 __all__ = ["RestartAccepted", "ServerRoutesSettings", "may_read_metrics", "register_routes"]
 
@@ -26,4 +28,4 @@ SETTINGS_KEY = "server-routes"
 @hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings(SETTINGS_KEY, ServerRoutesSettings)
-    return [*docs_routes(kernel), *admin_routes(kernel, settings)]
+    return [*docs_routes(kernel), *admin_routes(kernel, settings), *extension_routes(kernel)]
