@@ -3,6 +3,7 @@
 
     python3 scripts/dev.py serve [serve options]   # install and run the server on 127.0.0.1:3233
     python3 scripts/dev.py test [pytest options]   # install (with dev tools) and run every test
+                                                   # (as root also Debian's chromium, for tests/e2e)
 
 Uses only the standard library and pip, so it works on a fresh machine with Python 3.11+.
 Re-installs only when a pyproject.toml changed since the last install.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +65,24 @@ def install(dev: bool) -> None:
     stamp.write_text(wanted)
 
 
+def ensure_browser() -> None:
+    """Debian's chromium for the real-browser tests (tests/e2e), installed with apt-get when
+    missing and possible (root). Without it those tests are skipped, saying how to enable them."""
+    if Path("/usr/bin/chromium").exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print("note: Debian's chromium is missing, so the browser tests will be skipped; "
+              "enable them with: apt-get install -y chromium", flush=True)
+        return
+    print("installing Debian's chromium for the browser tests (apt-get)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+        if subprocess.run(cmd, env=env).returncode != 0:
+            print("note: apt-get could not install chromium; the browser tests will be skipped", flush=True)
+            return
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"serve", "test", "install"}:
         print(__doc__)
@@ -75,6 +95,7 @@ def main(argv: list[str]) -> int:
         os.chdir(ROOT)
         exe = BIN / "comfytavern"
         os.execv(str(exe), [str(exe), "serve", *rest])
+    ensure_browser()
     env = dict(os.environ)
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     result = subprocess.run([str(PY), "-m", "pytest", *rest], cwd=ROOT, env=env)

@@ -195,7 +195,15 @@ def test_build_save_run_and_reopen_a_workflow(editor: Any) -> None:
     editor.open("/home/projects")
     page.get_by_text("E2E Project").first.click()
     page.wait_for_url("**/projects/**/editor**")
-    page.get_by_text("工作流", exact=True).first.click()
+    page.locator('.vue-flow__node[data-id="default-group-input"]').wait_for()  # a fresh tab
+    panel = page.get_by_text("e2e-flow", exact=True)
+    for _ in range(3):  # the sidebar button toggles its panel; click until the list shows
+        page.get_by_text("工作流", exact=True).first.click()
+        try:
+            panel.first.wait_for(timeout=3000)
+            break
+        except Exception:  # noqa: BLE001 - not shown yet: toggle again
+            continue
     with page.expect_response(lambda r: r.url.endswith(f"/workflows/{workflow_id}")) as loaded:
         page.get_by_text("e2e-flow", exact=True).first.click()
     assert loaded.value.status == 200
