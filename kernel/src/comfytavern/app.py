@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.auth import AuthMiddleware
+from comfytavern.dialect import DialectMiddleware
 from comfytavern.hosts import HostCheckMiddleware, effective_allowed_hosts
 from comfytavern.logs import RequestContextMiddleware
 from comfytavern.metrics import MetricsMiddleware, metrics_for, run_event_metrics
@@ -190,6 +191,8 @@ def create_app(kernel: Kernel) -> Starlette:
             max_age=600,
         ),
         Middleware(AuthMiddleware, backend_getter=lambda: kernel.auth),
+        # Innermost: the editor dialect's body translations (a pass-through in the native one).
+        Middleware(DialectMiddleware, dialect_getter=lambda: kernel.dialect),
     ]
     routes = kernel_routes(kernel) + kernel.plugin_routes()
     app = Starlette(

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ __all__ = [
     "make_dist",
     "make_kernel",
     "on_path",
+    "seed_frontend_dist",
 ]
 
 #: Storage left unconfigured, for tests that need no storage plugin.
@@ -173,6 +175,25 @@ def live_server(app: Any, *, timeout: float = 20.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=timeout)
+
+
+#: Environment variable naming the seed-era editor build (``dist`` folder) for the tests.
+SEED_FRONTEND_ENV = "CT_SEED_FRONTEND"
+_SEED_FRONTEND = Path("shared") / "frontends" / "comfytavern-2025-06" / "dist"
+
+
+def seed_frontend_dist() -> Path | None:
+    """The seed-era editor build: ``$CT_SEED_FRONTEND``, else ``shared/frontends/...`` beside the
+    repository (or one level up, for a git worktree); ``None`` when there is none."""
+    configured = os.environ.get(SEED_FRONTEND_ENV)
+    if configured:
+        path = Path(configured)
+        return path if (path / "index.html").is_file() else None
+    root = Path(__file__).resolve().parents[3]
+    for base in (root.parent, root.parent.parent):
+        if (base / _SEED_FRONTEND / "index.html").is_file():
+            return base / _SEED_FRONTEND
+    return None
 
 
 # -- fake installed distributions -------------------------------------------------------------

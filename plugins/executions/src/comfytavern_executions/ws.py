@@ -123,6 +123,9 @@ class Connection:
         send = self.websocket.send_text
         outbox = self.outbox
         encode = safe_encoder.encode
+        # The editor dialect's event translation (None in the native dialect: events go as-is).
+        dialect = getattr(self.kernel, "dialect", None)
+        translate = dialect.ws_translator() if dialect is not None else None
         while True:
             if not outbox:
                 if self.revoked is not None:
@@ -139,8 +142,12 @@ class Connection:
             item = outbox.popleft()
             if isinstance(item, str):
                 await send(item)
-            else:
+            elif translate is None:
                 await send(encode({"type": item.type, "payload": item.payload}).decode())
+            else:
+                message = translate(item.type, item.payload)
+                if message is not None:
+                    await send(encode(message).decode())
 
     # -- inbound ------------------------------------------------------------------------------
     async def receiver(self) -> None:
