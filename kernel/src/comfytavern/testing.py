@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +32,9 @@ __all__ = [
     "HEADER_AUTH_MODE",
     "NO_STORAGE",
     "client_for",
+    "frozen_password_hashing",
     "header_auth_plugin",
+    "live_server",
     "make_config",
     "make_dist",
     "make_kernel",
@@ -146,6 +150,59 @@ def client_for(kernel: Kernel, **kwargs: Any) -> TestClient:
     lifespans run."""
     kwargs.setdefault("base_url", "http://127.0.0.1:3233")
     return _LoopbackClient(create_app(kernel), **kwargs)
+
+
+@contextmanager
+def live_server(kernel: Kernel, *, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve the kernel's app with the uvicorn settings of ``comfytavern serve`` on a free port
+    of ``host``, in a thread; yields the base URL. For tests that need real sockets (concurrent
+    clients, peer addresses, proxy headers)."""
+    import uvicorn
+
+    from comfytavern.cli import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(create_app(kernel), kernel.config, host=host, port=0, lifespan="on"))
+    thread = threading.Thread(target=server.run, name="live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
+def frozen_password_hashing(*, at_most: float = 20.0) -> Iterator[Any]:
+    """Fault injection: while inside, every Argon2id derivation in the process blocks, as one
+    that never returns would. Leaving (or ``at_most`` seconds, whichever comes first, so a test of
+    code that would hang still ends) lets them go; the yielded function lets them go early."""
+    from comfytavern import crypto
+
+    crypto._ARGON2_LOCK.acquire()
+    released = threading.Event()
+    guard = threading.Lock()
+
+    def release() -> None:
+        with guard:
+            if not released.is_set():
+                released.set()
+                crypto._ARGON2_LOCK.release()
+
+    timer = threading.Timer(at_most, release)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield release
+    finally:
+        timer.cancel()
+        release()
 
 
 # -- fake installed distributions -------------------------------------------------------------
