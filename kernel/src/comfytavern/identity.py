@@ -14,6 +14,7 @@ Auth-mode plugins compose :class:`AccountIdentity` instead of re-implementing se
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -32,6 +33,7 @@ from comfytavern.auth import Principal, bearer_token, is_loopback
 from comfytavern.config import ConfigError
 from comfytavern.crypto import (
     PasswordHasher,
+    PasswordHasherBusy,
     ServerSecrets,
     new_session_token,
     parse_service_key,
@@ -67,6 +69,8 @@ __all__ = [
 #: Service-key scope groups used by the built-in routes (``<group>:read|write|*``, or ``*``).
 SCOPE_GROUPS: tuple[str, ...] = ("nodes", "projects", "runs", "characters", "account", "server")
 
+log = logging.getLogger("comfytavern.identity")
+
 USERNAME_MAX = 50
 _TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -92,6 +96,10 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     password_memory_kib: int = 65536
     password_iterations: int = 3
     password_lanes: int = 4
+    #: Password checks and hashes waiting or running at once, and how long one may wait for its
+    #: turn; beyond either the request gets 503 with ``Retry-After`` instead of hanging.
+    password_queue_limit: int = 64
+    password_queue_timeout_seconds: float = 30.0
     password_min_length: int = 8
     #: Who may do first-run set-up (the access password, the first administrator) over HTTP:
     #: ``loopback`` (only a browser on this machine) or ``any``.
@@ -107,6 +115,8 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             (self.login_max_failures_per_ip >= 1, "login_max_failures_per_ip must be at least 1"),
             (self.login_max_failures_per_account >= 1, "login_max_failures_per_account must be at least 1"),
             (self.login_window_seconds >= 1, "login_window_seconds must be at least 1"),
+            (self.password_queue_limit >= 1, "password_queue_limit must be at least 1"),
+            (self.password_queue_timeout_seconds > 0, "password_queue_timeout_seconds must be positive"),
             (self.password_min_length >= 1, "password_min_length must be at least 1"),
             (
                 self.password_lanes >= 1 and self.password_iterations >= 1 and self.password_memory_kib >= 8 * self.password_lanes,
@@ -134,7 +144,8 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 SESSION_SETTING_KEYS = {
     "session_idle_minutes", "session_max_days", "cookie_secure", "cookie_samesite", "login_max_failures",
     "login_max_failures_per_ip", "login_max_failures_per_account", "login_window_seconds",
-    "password_memory_kib", "password_iterations", "password_lanes", "password_min_length", "first_run_from",
+    "password_memory_kib", "password_iterations", "password_lanes", "password_queue_limit",
+    "password_queue_timeout_seconds", "password_min_length", "first_run_from",
 }
 
 
@@ -230,7 +241,8 @@ class LoginThrottle:
 
 # -- identity ---------------------------------------------------------------------------------
 class LoginRefused(Exception):
-    """A login was refused; ``status`` is 401 (wrong credentials) or 429 (throttled)."""
+    """A login was refused; ``status`` is 401 (wrong credentials), 429 (throttled) or 503 (the
+    password queue is full)."""
 
     def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -250,6 +262,8 @@ class AccountIdentity:
             memory_kib=settings.password_memory_kib,
             iterations=settings.password_iterations,
             lanes=settings.password_lanes,
+            queue_limit=settings.password_queue_limit,
+            queue_timeout=settings.password_queue_timeout_seconds,
         )
         self.throttle = LoginThrottle(
             per_account_ip=settings.login_max_failures,
@@ -346,21 +360,34 @@ class AccountIdentity:
         return is_loopback(conn.client.host if conn.client else None)
 
     async def check_password(self, conn: HTTPConnection, account: str, user: UserRecord | None, password: str) -> UserRecord:
-        """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429) otherwise."""
+        """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429/503) otherwise."""
         ip = conn.client.host if conn.client else "unknown"
         key = account.casefold()
         wait = self.throttle.retry_after(key, ip)
         if wait is not None:
             raise LoginRefused(429, "too many failed login attempts; try again later", wait)
         encoded = user.password_hash if user is not None else None
-        ok = await self.hasher.verify(password, encoded)
+        try:
+            ok = await self.hasher.verify(password, encoded)
+        except PasswordHasherBusy as exc:
+            raise LoginRefused(503, str(exc), exc.retry_after) from None
         if not ok or user is None:
             self.throttle.failure(key, ip)
             raise LoginRefused(401, "invalid username or password" if account else "invalid password")
         self.throttle.success(key, ip)
         if encoded is not None and self.hasher.needs_rehash(encoded):
-            await self.store.update_user(user.id, UserChanges(password_hash=await self.hasher.hash(password)))
+            try:
+                await self.store.update_user(user.id, UserChanges(password_hash=await self.hasher.hash(password)))
+            except PasswordHasherBusy:
+                log.info("password hash of %s not upgraded now (the password queue is full); next login", user.id)
         return user
+
+    async def hash_password(self, password: str) -> str:
+        """A new hash for ``password``; a full password queue becomes HTTP 503 with ``Retry-After``."""
+        try:
+            return await self.hasher.hash(password)
+        except PasswordHasherBusy as exc:
+            raise refused(LoginRefused(503, str(exc), exc.retry_after)) from None
 
     async def start_session(self, conn: HTTPConnection, user_id: str) -> str:
         """A brand-new session for ``user_id`` (any session the caller presented is ended)."""
@@ -447,12 +474,12 @@ def summary(user: UserRecord) -> UserSummary:
 
 
 def refused(exc: LoginRefused, *, wrong_status: int = 401) -> Exception:
-    """The :class:`~comfytavern.http.ApiError` for a refused login (429 carries ``Retry-After``)."""
+    """The :class:`~comfytavern.http.ApiError` for a refused login (429 and 503 carry ``Retry-After``)."""
     from comfytavern.http import ApiError
 
-    if exc.status == 429:
+    if exc.status in (429, 503):
         seconds = max(1, int(exc.retry_after or 1) + 1)
-        return ApiError(429, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
+        return ApiError(exc.status, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
     return ApiError(wrong_status, exc.message)
 
 
@@ -494,7 +521,7 @@ async def change_password_response(identity: AccountIdentity, conn: HTTPConnecti
         await identity.check_password(conn, user.username, user, body.current_password)
     except LoginRefused as exc:
         raise refused(exc, wrong_status=403) from None
-    await identity.store.update_user(user.id, UserChanges(password_hash=await identity.hasher.hash(new)))
+    await identity.store.update_user(user.id, UserChanges(password_hash=await identity.hash_password(new)))
     await identity.store.delete_user_sessions(user.id)
     response = json_response(Done(success=True, message="password changed; other sessions were logged out"))
     if principal.via == "session":
@@ -534,7 +561,12 @@ def session_routes(identity: AccountIdentity, *, password_summary: str) -> list[
             scope="account",
             body=PasswordChange,
             response=Done,
-            responses={403: "current password is wrong", 422: "new password too short", 429: "too many failed attempts"},
+            responses={
+                403: "current password is wrong",
+                422: "new password too short",
+                429: "too many failed attempts",
+                503: "too many password checks waiting",
+            },
             tags=["auth"],
         ),
     ]
