@@ -6,7 +6,8 @@ Auth-mode plugins compose :class:`AccountIdentity` instead of re-implementing se
   constant time against the stored HMAC, ``lastUsedAt`` refreshed at most once a minute;
 - the session cookie (``HttpOnly``, ``SameSite``, ``Secure`` on request) holds a random token whose
   SHA-256 names a server-side session with idle and absolute limits;
-- :meth:`AccountIdentity.check_password` verifies a password behind a :class:`LoginThrottle` and
+- :meth:`AccountIdentity.check_password` verifies a password behind a
+  :class:`~comfytavern.throttle.LoginThrottle` (the attempt is charged before the slow check) and
   with a dummy hash for unknown accounts; :meth:`AccountIdentity.start_session` always issues a new
   session id and drops the one the browser presented (no session fixation).
 """
@@ -17,13 +18,11 @@ import hmac
 import logging
 import re
 import secrets
-import time
 import unicodedata
-from collections import OrderedDict, deque
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
+import anyio
 import msgspec
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -41,6 +40,7 @@ from comfytavern.crypto import (
     session_digest,
 )
 from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
+from comfytavern.throttle import LoginThrottle, ThrottleBusy, Throttled
 
 __all__ = [
     "SCOPE_GROUPS",
@@ -85,12 +85,14 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Send the cookie with ``Secure`` (and the ``__Host-`` name prefix): set it behind HTTPS.
     cookie_secure: bool = False
     cookie_samesite: Literal["lax", "strict"] = "lax"
-    #: Failed logins allowed per account and client address within the window.
+    #: Failed logins allowed per account and client address within the window (then 429).
     login_max_failures: int = 5
-    #: Failed logins allowed per client address (all accounts) within the window.
+    #: Failed logins allowed per client address (all accounts) within the window (then 429).
     login_max_failures_per_ip: int = 20
-    #: Failed logins allowed per account (all addresses) within the window.
+    #: Failed logins per account (all addresses) within the window after which every attempt at
+    #: the account is slowed by ``login_slowdown_seconds`` (never refused: see comfytavern.throttle).
     login_max_failures_per_account: int = 100
+    login_slowdown_seconds: float = 2.0
     login_window_seconds: int = 900
     #: Argon2id cost for new password hashes.
     password_memory_kib: int = 65536
@@ -115,6 +117,7 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             (self.login_max_failures_per_ip >= 1, "login_max_failures_per_ip must be at least 1"),
             (self.login_max_failures_per_account >= 1, "login_max_failures_per_account must be at least 1"),
             (self.login_window_seconds >= 1, "login_window_seconds must be at least 1"),
+            (0 <= self.login_slowdown_seconds <= 60, "login_slowdown_seconds must be between 0 and 60"),
             (self.password_queue_limit >= 1, "password_queue_limit must be at least 1"),
             (self.password_queue_timeout_seconds > 0, "password_queue_timeout_seconds must be positive"),
             (self.password_min_length >= 1, "password_min_length must be at least 1"),
@@ -143,7 +146,7 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 SESSION_SETTING_KEYS = {
     "session_idle_minutes", "session_max_days", "cookie_secure", "cookie_samesite", "login_max_failures",
-    "login_max_failures_per_ip", "login_max_failures_per_account", "login_window_seconds",
+    "login_max_failures_per_ip", "login_max_failures_per_account", "login_slowdown_seconds", "login_window_seconds",
     "password_memory_kib", "password_iterations", "password_lanes", "password_queue_limit",
     "password_queue_timeout_seconds", "password_min_length", "first_run_from",
 }
@@ -179,66 +182,6 @@ def new_user_id() -> str:
     return f"u_{secrets.token_hex(8)}"
 
 
-# -- throttling -------------------------------------------------------------------------------
-class LoginThrottle:
-    """Sliding-window counters of failed logins, per account+address, per address, per account.
-
-    In memory, per server process (documented limitation for multi-instance deployments). Bounded:
-    at most ``max_keys`` counters, oldest dropped first.
-    """
-
-    def __init__(
-        self,
-        *,
-        per_account_ip: int = 5,
-        per_ip: int = 20,
-        per_account: int = 100,
-        window: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
-    ) -> None:
-        self.limits = {"pair": per_account_ip, "ip": per_ip, "account": per_account}
-        self.window = window
-        self.clock = clock
-        self.max_keys = max_keys
-        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
-
-    def _keys(self, account: str, ip: str) -> list[tuple[str, str]]:
-        return [("pair", f"{account}\x00{ip}"), ("ip", ip), ("account", account)]
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        stamps = self._failures.get(key)
-        if stamps is None:
-            return deque()
-        while stamps and stamps[0] <= now - self.window:
-            stamps.popleft()
-        if not stamps:
-            del self._failures[key]
-        return stamps
-
-    def retry_after(self, account: str, ip: str) -> float | None:
-        """Seconds until another attempt is allowed, or ``None`` if one is allowed now."""
-        now = self.clock()
-        wait = 0.0
-        for key in self._keys(account, ip):
-            stamps = self._recent(key, now)
-            if len(stamps) >= self.limits[key[0]]:
-                wait = max(wait, stamps[-self.limits[key[0]]] + self.window - now)
-        return wait if wait > 0 else None
-
-    def failure(self, account: str, ip: str) -> None:
-        now = self.clock()
-        for key in self._keys(account, ip):
-            stamps = self._failures.setdefault(key, deque())
-            stamps.append(now)
-            self._failures.move_to_end(key)
-        while len(self._failures) > self.max_keys:
-            self._failures.popitem(last=False)
-
-    def success(self, account: str, ip: str) -> None:
-        self._failures.pop(("pair", f"{account}\x00{ip}"), None)
-
-
 # -- identity ---------------------------------------------------------------------------------
 class LoginRefused(Exception):
     """A login was refused; ``status`` is 401 (wrong credentials), 429 (throttled) or 503 (the
@@ -270,6 +213,7 @@ class AccountIdentity:
             per_ip=settings.login_max_failures_per_ip,
             per_account=settings.login_max_failures_per_account,
             window=float(settings.login_window_seconds),
+            slowdown=settings.login_slowdown_seconds,
         )
 
     # -- cookies ---------------------------------------------------------------------------
@@ -360,21 +304,37 @@ class AccountIdentity:
         return is_loopback(conn.client.host if conn.client else None)
 
     async def check_password(self, conn: HTTPConnection, account: str, user: UserRecord | None, password: str) -> UserRecord:
-        """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429/503) otherwise."""
+        """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429/503) otherwise.
+
+        The throttle admits the attempt before the (slow) check and counts it when it ends, so
+        parallel guesses cannot all slip under the limit (see :mod:`comfytavern.throttle`). An
+        outdated stored hash is replaced after a success.
+        """
         ip = conn.client.host if conn.client else "unknown"
-        key = account.casefold()
-        wait = self.throttle.retry_after(key, ip)
-        if wait is not None:
-            raise LoginRefused(429, "too many failed login attempts; try again later", wait)
-        encoded = user.password_hash if user is not None else None
         try:
-            ok = await self.hasher.verify(password, encoded)
-        except PasswordHasherBusy as exc:
+            attempt = await self.throttle.begin(
+                account.casefold(), ip, timeout=self.settings.password_queue_timeout_seconds
+            )
+        except Throttled as exc:
+            raise LoginRefused(429, "too many failed login attempts; try again later", exc.retry_after) from None
+        except ThrottleBusy as exc:
             raise LoginRefused(503, str(exc), exc.retry_after) from None
-        if not ok or user is None:
-            self.throttle.failure(key, ip)
-            raise LoginRefused(401, "invalid username or password" if account else "invalid password")
-        self.throttle.success(key, ip)
+        encoded = user.password_hash if user is not None else None
+        outcome: Literal["failed", "succeeded", "abandoned"] = "abandoned"
+        try:
+            if attempt.delay:
+                await anyio.sleep(attempt.delay)
+            try:
+                ok = await self.hasher.verify(password, encoded)
+            except PasswordHasherBusy as exc:
+                raise LoginRefused(503, str(exc), exc.retry_after) from None
+            if not ok or user is None:
+                outcome = "failed"
+                raise LoginRefused(401, "invalid username or password" if account else "invalid password")
+            outcome = "succeeded"
+        finally:
+            # Abandoned (503, or the caller went away before learning the answer): not counted.
+            self.throttle.finish(attempt, outcome)
         if encoded is not None and self.hasher.needs_rehash(encoded):
             try:
                 await self.store.update_user(user.id, UserChanges(password_hash=await self.hasher.hash(password)))

@@ -73,6 +73,21 @@ async def test_concurrent_correct_logins_with_production_hashing_all_succeed(tmp
 
 
 @pytest.mark.anyio
+async def test_parallel_wrong_guesses_never_exceed_the_failure_limit(tmp_path: Path) -> None:
+    with live_server(make(tmp_path, login_max_failures=3)) as base:
+        await set_up(base)
+        answers = await post_all(base, [{"password": f"wrong guess {i}"} for i in range(20)])
+        counts = Counter(a.status_code for a in answers)
+        assert counts[401] <= 3 and counts[401] + counts[429] == 20, counts
+        assert all(int(a.headers["retry-after"]) > 0 for a in answers if a.status_code == 429)
+        # The limit holds for the right password from that address too, not from another one.
+        assert (await post_all(base, [{"password": PASSWORD}]))[0].status_code == 429
+        other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with httpx.AsyncClient(base_url=base, transport=other, timeout=ANSWER_WITHIN) as client:
+            assert (await client.post("/api/auth/login", json={"password": PASSWORD})).status_code == 200
+
+
+@pytest.mark.anyio
 async def test_a_flood_past_the_password_queue_gets_503_instead_of_hanging(tmp_path: Path) -> None:
     """100 logins from 20 addresses (5 each: the throttle admits them all) while the one running
     derivation is frozen: the default queue of 64 takes 64, the other 36 are told to come back."""
