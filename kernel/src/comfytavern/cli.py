@@ -84,6 +84,9 @@ def uvicorn_config(app: Any, config: Config, **overrides: Any) -> Any:
         "ws_per_message_deflate": False,
         # comfytavern.logs.RequestContextMiddleware writes the access log (with request ids).
         "access_log": False,
+        # The app believes forwarded headers from server.trusted_proxies only (comfytavern.proxies);
+        # uvicorn's own default would believe them from any local process.
+        "proxy_headers": False,
         # Long-lived streams (SSE, WebSockets) must not hold a shutdown or restart forever.
         "timeout_graceful_shutdown": config.execution.shutdown_timeout_seconds + 5.0,
     }
@@ -116,6 +119,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ws=WS_PROTOCOL,
             ws_per_message_deflate=False,
             access_log=False,
+            proxy_headers=False,
         )
         return 0
     try:

@@ -39,6 +39,7 @@ from comfytavern.crypto import (
     service_key_digest,
     session_digest,
 )
+from comfytavern.proxies import forwarded_untrusted
 from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
 from comfytavern.throttle import LoginThrottle, ThrottleBusy, Throttled
 
@@ -299,9 +300,11 @@ class AccountIdentity:
 
     # -- logging in and out ----------------------------------------------------------------
     def may_do_first_run(self, conn: HTTPConnection) -> bool:
+        """``first_run_from`` ``loopback``: the client is this machine, and not a request relayed
+        by a proxy nobody listed in ``server.trusted_proxies`` (its clients could be anyone)."""
         if self.settings.first_run_from == "any":
             return True
-        return is_loopback(conn.client.host if conn.client else None)
+        return is_loopback(conn.client.host if conn.client else None) and not forwarded_untrusted(conn)
 
     async def check_password(self, conn: HTTPConnection, account: str, user: UserRecord | None, password: str) -> UserRecord:
         """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429/503) otherwise.

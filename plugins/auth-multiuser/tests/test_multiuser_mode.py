@@ -152,6 +152,15 @@ def test_failures_from_elsewhere_never_lock_the_owner_out_of_a_new_address(tmp_p
         assert owner.post("/api/auth/login", json={"username": "alice", "password": "alice-password"}).status_code == 200
 
 
+def test_first_registration_through_an_unlisted_proxy_is_not_from_this_machine(tmp_path: Path) -> None:
+    """A reverse proxy on this machine that nobody listed in server.trusted_proxies relays anyone:
+    its requests come from 127.0.0.1 but must not count as "this machine"."""
+    with client_for(make(tmp_path), client=LOOPBACK) as client:
+        relayed = register(client, "admin", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert relayed.status_code == 403
+        assert register(client, "admin").status_code == 201
+
+
 def _png(colour: tuple[int, int, int]) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (8, 8), colour).save(out, format="PNG")
