@@ -24,7 +24,7 @@ pytestmark = pytest.mark.fault
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
 PASSWORD = "correct horse battery"
 #: Generous: a bound that says "answers", not a speed goal (those live in benchmarks/).
-ANSWER_WITHIN = 60.0
+ANSWER_WITHIN = 120.0
 
 
 def make(tmp_path: Path, **settings: Any) -> Any:
@@ -49,8 +49,8 @@ async def post_all(base: str, bodies: list[dict[str, Any]]) -> list[httpx.Respon
     return answers
 
 
-async def until(answers: list[httpx.Response], count: int) -> None:
-    with anyio.fail_after(ANSWER_WITHIN / 2):
+async def until(answers: list[httpx.Response], count: int, *, within: float = ANSWER_WITHIN / 2) -> None:
+    with anyio.fail_after(within):
         while len(answers) < count:
             await anyio.sleep(0.02)
 
@@ -90,8 +90,10 @@ async def test_parallel_wrong_guesses_never_exceed_the_failure_limit(tmp_path: P
 @pytest.mark.anyio
 async def test_a_flood_past_the_password_queue_gets_503_instead_of_hanging(tmp_path: Path) -> None:
     """100 logins from 20 addresses (5 each: the throttle admits them all) while the one running
-    derivation is frozen: the default queue of 64 takes 64, the other 36 are told to come back."""
-    with live_server(make(tmp_path)) as base:
+    derivation is frozen: the default queue of 64 takes 64, the other 36 are told to come back.
+    The wait limit is raised: 64 derivations in a row can take longer than the default 30 s on a
+    loaded machine, and the default is what the next test waits for."""
+    with live_server(make(tmp_path, password_queue_timeout_seconds=300)) as base:
         await set_up(base)
         answers: list[httpx.Response] = []
         with frozen_password_hashing() as release:
@@ -110,15 +112,17 @@ async def test_a_flood_past_the_password_queue_gets_503_instead_of_hanging(tmp_p
 
 @pytest.mark.anyio
 async def test_a_derivation_that_never_returns_gives_503_after_the_queue_timeout(tmp_path: Path) -> None:
-    with live_server(make(tmp_path, password_queue_timeout_seconds=2)) as base:
+    """The default wait limit (30 s; this test mostly sleeps through it)."""
+    with live_server(make(tmp_path)) as base:
         await set_up(base)
         answers: list[httpx.Response] = []
-        with frozen_password_hashing() as release:
+        with frozen_password_hashing(at_most=120) as release:
             async with anyio.create_task_group() as tg:
                 for _ in range(3):
                     tg.start_soon(send, base, {"password": PASSWORD}, answers)
-                await until(answers, 2)  # the two waiting behind the frozen one give up
+                await until(answers, 2, within=90)  # the two waiting behind the frozen one give up
                 assert [a.status_code for a in answers] == [503, 503]
+                assert all(int(a.headers["retry-after"]) >= 1 for a in answers)
                 release()
         assert sorted(a.status_code for a in answers) == [200, 503, 503]
 
