@@ -22,6 +22,7 @@ from comfytavern.dialect import DialectMiddleware
 from comfytavern.hosts import HostCheckMiddleware, effective_allowed_hosts
 from comfytavern.logs import RequestContextMiddleware
 from comfytavern.metrics import MetricsMiddleware, metrics_for, run_event_metrics
+from comfytavern.proxies import TrustedProxyMiddleware
 from comfytavern.http import ApiError, error_response, json_response, route
 from comfytavern.kernel import Kernel
 from comfytavern.version import __version__
@@ -176,7 +177,9 @@ def create_app(kernel: Kernel) -> Starlette:
 
     metrics_for(kernel)
     middleware = [
-        # Outermost first: request id + access log, then metrics, so both see every response.
+        # Outermost first: the client address (forwarded only by trusted proxies) for everything
+        # below, then request id + access log, then metrics, so both see every response.
+        Middleware(TrustedProxyMiddleware, trusted=cfg.server.trusted_proxies),
         Middleware(RequestContextMiddleware),
         Middleware(MetricsMiddleware, metrics_getter=lambda: metrics_for(kernel)),
         Middleware(HostCheckMiddleware, allowed=effective_allowed_hosts(cfg)),

@@ -59,6 +59,9 @@ class ServerConfig(_Section):
     max_body_bytes: int = 10 * 1024 * 1024
     #: Seconds allowed for each plugin lifespan to start or stop.
     lifespan_timeout_seconds: float = 30.0
+    #: Peers (IP addresses or networks) whose ``X-Forwarded-For``/``-Proto`` headers are believed:
+    #: your reverse proxies. Empty: nobody's (the client address is the connection's).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
 
 
 class DataConfig(_Section):
@@ -197,6 +200,12 @@ def _validate_semantics(cfg: Config) -> None:
         raise ConfigError(
             f"$.editor.dialect: unknown editor dialect {cfg.editor.dialect!r}; valid: {', '.join(CHOICES)}"
         )
+    from comfytavern.proxies import check_trusted_proxies
+
+    try:
+        check_trusted_proxies(cfg.server.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
