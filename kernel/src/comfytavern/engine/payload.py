@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from comfytavern.http import validation_details
+from comfytavern.http import MAX_JSON_DEPTH, JsonTooDeep, _nesting_exceeds, decode_json, validation_details
 
 __all__ = [
     "ExecutionEdge",
@@ -94,11 +94,31 @@ def convert_payload(raw: Any) -> ExecutionPayload:
         raise PayloadError("invalid execution payload", validation_details(exc)) from None
 
 
-def decode_payload(data: bytes | str) -> ExecutionPayload:
-    """Decode and validate raw JSON (the HTTP path)."""
+def decode_valid_payload(data: bytes | str | Any) -> ExecutionPayload | None:
+    """Decode valid JSON straight into an ``ExecutionPayload`` (one pass, no intermediate dicts
+    for a big workflow), after the nesting check; ``None`` when it is not a valid payload (the
+    two-pass path then answers with its exact error)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if _nesting_exceeds(raw, MAX_JSON_DEPTH):
+        return None
     try:
-        return _normalise(msgspec.json.decode(data, type=ExecutionPayload))
-    except msgspec.ValidationError as exc:
-        raise PayloadError("invalid execution payload", validation_details(exc)) from None
+        return _normalise(_payload_decoder.decode(raw))
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+
+
+_payload_decoder = msgspec.json.Decoder(ExecutionPayload)
+
+
+def decode_payload(data: bytes | str) -> ExecutionPayload:
+    """Decode and validate raw JSON (the HTTP path); too deep nesting counts as malformed."""
+    fast = decode_valid_payload(data)
+    if fast is not None:
+        return fast
+    try:
+        raw = decode_json(data)
+    except JsonTooDeep as exc:
+        raise PayloadError("malformed JSON", [{"path": "$", "message": str(exc)}]) from None
     except msgspec.DecodeError as exc:
         raise PayloadError("malformed JSON", validation_details(exc)) from None
+    return convert_payload(raw)

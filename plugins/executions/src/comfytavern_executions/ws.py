@@ -28,11 +28,11 @@ from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comfytavern.auth import Principal, optional_principal, scope_refusal
-from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, decode_payload, safe_encoder
-from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
+from comfytavern.engine.payload import ExecutionPayload, decode_valid_payload
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
-from comfytavern.http import websocket_route
+from comfytavern.http import MAX_JSON_DEPTH, _nesting_exceeds, decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws_access import MESSAGE_SCOPES, event_scope, live_sockets
@@ -66,17 +66,17 @@ _head_decoder = msgspec.json.Decoder(_Head)
 
 def _fast_prompt(text: str) -> ExecutionPayload | None:
     """The payload of a well-formed ``PROMPT_REQUEST``, else ``None`` (the general path then
-    answers, with its exact error messages)."""
+    answers, with its exact error messages; it also refuses too deep nesting)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if _nesting_exceeds(raw, MAX_JSON_DEPTH):
+        return None
     try:
-        head = _head_decoder.decode(text)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        head = _head_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     if head.type != "PROMPT_REQUEST" or not head.payload:
         return None
-    try:
-        return decode_payload(head.payload)
-    except PayloadError:
-        return None
+    return decode_valid_payload(head.payload)
 
 
 class _PromptRef(msgspec.Struct, rename="camel"):
@@ -179,6 +179,9 @@ class Connection:
         send = self.websocket.send_text
         outbox = self.outbox
         encode = safe_encoder.encode
+        # The editor dialect's event translation (None in the native dialect: events go as-is).
+        dialect = getattr(self.kernel, "dialect", None)
+        translate = dialect.ws_translator() if dialect is not None else None
         while True:
             if not outbox:
                 if self.revoked is not None:
@@ -195,9 +198,13 @@ class Connection:
             item = outbox.popleft()
             if isinstance(item, str):
                 await send(item)
-            else:
+            elif translate is None:
                 frame = item.frame  # run events come encoded once by the scheduler
                 await send((frame if frame is not None else encode({"type": item.type, "payload": item.payload})).decode())
+            else:
+                message = translate(item.type, item.payload)
+                if message is not None:
+                    await send(encode(message).decode())
 
     # -- inbound ------------------------------------------------------------------------------
     async def receiver(self) -> None:
@@ -232,8 +239,8 @@ class Connection:
                 self.error(f"Error processing message: {exc}")
             return
         try:
-            raw = msgspec.json.decode(text)
-        except msgspec.DecodeError as exc:
+            raw = decode_json(text, what="WebSocket message")
+        except msgspec.DecodeError as exc:  # JsonTooDeep included: the socket stays open
             self.error("message is not valid JSON", {"reason": str(exc), "found": text[:200]})
             return
         try:
