@@ -94,12 +94,13 @@ def convert_payload(raw: Any) -> ExecutionPayload:
         raise PayloadError("invalid execution payload", validation_details(exc)) from None
 
 
-def decode_valid_payload(data: bytes | str | Any) -> ExecutionPayload | None:
+def decode_valid_payload(data: bytes | str | Any, *, nesting_checked: bool = False) -> ExecutionPayload | None:
     """Decode valid JSON straight into an ``ExecutionPayload`` (one pass, no intermediate dicts
     for a big workflow), after the nesting check; ``None`` when it is not a valid payload (the
-    two-pass path then answers with its exact error)."""
+    two-pass path then answers with its exact error). ``nesting_checked``: the caller already
+    checked the text this is part of."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
-    if _nesting_exceeds(raw, MAX_JSON_DEPTH):
+    if not nesting_checked and _nesting_exceeds(raw, MAX_JSON_DEPTH):
         return None
     try:
         return _normalise(_payload_decoder.decode(raw))

@@ -76,7 +76,7 @@ def _fast_prompt(text: str) -> ExecutionPayload | None:
         return None
     if head.type != "PROMPT_REQUEST" or not head.payload:
         return None
-    return decode_valid_payload(head.payload)
+    return decode_valid_payload(head.payload, nesting_checked=True)
 
 
 class _PromptRef(msgspec.Struct, rename="camel"):
