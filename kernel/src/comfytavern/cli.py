@@ -157,6 +157,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # by every full collection, which otherwise stalls the event loop for 10-100 ms under load.
     gc.collect()
     gc.freeze()
+    # Collections less often (measured, 2000 queued runs with 1000 open sockets: 898 young,
+    # 81 middle and 8 full collections of ~40 ms each, 590 ms in all, with the defaults; 66, 2
+    # and 1, 260 ms in all, with these): a run allocates thousands of short-lived containers,
+    # and each open socket keeps ~100 long-lived objects that every full collection traverses.
+    gc.set_threshold(10_000, 20, 100)
     if sockets:
         addresses = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets)
         handoff.log.info("serving on the listening socket(s) kept across the restart: %s", addresses)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import anyio
 
+from comfytavern.engine.retained import encode_message
 from comfytavern.events import EventHub, HubEvent, Subscription
 
 __all__ = ["QUEUE_UPDATE", "QUEUE_UPDATE_INTERVAL", "Fanout", "fanout_for"]
@@ -102,6 +103,8 @@ class Fanout:
                 if event is None:
                     continue
                 self._last_sent = anyio.current_time()
+                if event.frame is None:  # encoded once for every socket
+                    event = HubEvent(event.type, event.payload, None, event.owner_id, encode_message(event.type, event.payload))
                 for socket in tuple(self.sockets):
                     socket._offer(event)
         finally:
