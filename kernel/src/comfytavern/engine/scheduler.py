@@ -51,6 +51,11 @@ RECENT_RUNS_MAX_BYTES = 8 * 1024 * 1024
 THREAD_PREPARE_THRESHOLD = 2_000
 
 
+#: The node entry of a run that has not started (shared by every node: never mutated).
+_PENDING_NODE: dict[str, Any] = {"status": "pending"}
+_INTERRUPTED_NODE: dict[str, Any] = {"status": "interrupted"}
+
+
 def new_prompt_id() -> str:
     """A 21-character id in the nanoid alphabet, like the original's."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(21))
@@ -153,9 +158,10 @@ class ActiveRun:
             workflow_id=self.workflow_id,
             workflow_name=self.workflow_name,
             node_count=len(self.graph.nodes),
-            node_status=execution.node_status() if execution is not None else {
-                p.id: {"status": "interrupted" if self.status == "interrupted" else "pending"} for p in self.graph.nodes
-            },
+            # Before the run starts every node has the same entry: one shared (read-only) dict.
+            node_status=execution.node_status() if execution is not None else dict.fromkeys(
+                (p.id for p in self.graph.nodes), _INTERRUPTED_NODE if self.status == "interrupted" else _PENDING_NODE
+            ),
             outputs=execution.node_outputs() if execution is not None else {},
             interface_outputs=execution.interface_values if execution is not None else None,
             error_info=self.error_info,
