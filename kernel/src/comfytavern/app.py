@@ -122,7 +122,9 @@ def kernel_routes(kernel: Kernel) -> list[BaseRoute]:
         return json_response({"status": "ready", "nodes": len(kernel.registry.current)})
 
     async def plugins(request: Request) -> Response:
-        return json_response({"plugins": kernel.plugin_rows(), "kernelVersion": __version__})
+        return json_response(
+            {"plugins": kernel.plugin_rows(), "services": kernel.service_catalog.rows(), "kernelVersion": __version__}
+        )
 
     return [
         route("/healthz", healthz, summary="Liveness probe", auth="public", tags=["kernel"]),

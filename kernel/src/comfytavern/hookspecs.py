@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
     from comfytavern.nodes.definition import Node
     from comfytavern.records import AuthMode, CliCommand, StorageBackend
+    from comfytavern.services import ServiceUse
 
 PROJECT_NAME = "comfytavern"
 
@@ -27,7 +28,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 #: Hooks a node pack (entry-point group ``comfytavern.node_packs``) may implement.
-NODE_PACK_HOOKS = frozenset({"register_nodes"})
+NODE_PACK_HOOKS = frozenset({"register_nodes", "register_services"})
 
 
 @hookspec
@@ -97,10 +98,25 @@ def lifespan(kernel: Kernel) -> AbstractAsyncContextManager[None] | None:
             @contextlib.asynccontextmanager
             async def run():
                 client = httpx.AsyncClient()
-                kernel.services["http"] = client
+                kernel.services.provide(HTTP_CLIENT, client)   # HTTP_CLIENT: ServiceKey[httpx.AsyncClient]
                 yield
+                kernel.services.withdraw(HTTP_CLIENT, client)
                 await client.aclose()
             return run()
+    """
+
+
+@hookspec
+def register_services() -> Sequence[ServiceUse]:
+    """Declare the typed services (:mod:`comfytavern.services`) this plugin provides, requires or uses.
+
+    Declarations feed the plugin table (``comfytavern plugins``, ``GET /kernel/plugins``) and the
+    start-up check: a service some loaded plugin ``requires`` that nothing ``provides`` stops
+    start-up naming it. Node packs may implement this hook too::
+
+        @hookimpl
+        def register_services():
+            return [provides(CREDENTIALS), requires(SCHEDULER), uses(RUN_QUEUE)]
     """
 
 

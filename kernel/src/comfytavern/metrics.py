@@ -36,6 +36,8 @@ from anyio.abc import TaskStatus
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from comfytavern.services import METRICS
+
 from comfytavern.events import HubEvent
 from comfytavern.version import __version__
 
@@ -344,13 +346,8 @@ def _count(value: Any) -> int | None:
 
 
 def metrics_for(kernel: Kernel) -> ServerMetrics:
-    """The kernel's :class:`ServerMetrics` (created on first use, kept at ``kernel.services["metrics"]``)."""
-    existing = kernel.services.get("metrics")
-    if isinstance(existing, ServerMetrics):
-        return existing
-    created = ServerMetrics()
-    kernel.services["metrics"] = created
-    return created
+    """The kernel's :class:`ServerMetrics` (the ``METRICS`` service, created on first use)."""
+    return kernel.services.setdefault(METRICS, ServerMetrics)
 
 
 async def run_event_metrics(kernel: Kernel, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from comfytavern import HubEvent, hookimpl
+from comfytavern.services import SCHEDULER
 from comfytavern.auth import Principal
 from comfytavern.engine import Scheduler, convert_payload, testnodes
 from comfytavern.engine.testnodes import NODES
@@ -125,7 +126,7 @@ async def test_failing_observers_are_counted_and_runs_go_on(tmp_path: Path, capl
     )
     with caplog.at_level(logging.ERROR, logger="comfytavern.observers"):
         async with kernel.lifespan():
-            scheduler: Scheduler = kernel.services["scheduler"]
+            scheduler: Scheduler = kernel.services.require(SCHEDULER)
             records: list[Any] = []
             for _ in range(3):
                 prompt_id = await scheduler.submit(convert_payload(PAYLOAD), ALICE)

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from comfytavern import StorageBackend, hookimpl
+from comfytavern.services import SCHEDULER
 from comfytavern.engine import testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.storage.runs import RunRecord
@@ -142,7 +143,7 @@ async def test_parallel_submissions_are_all_stored_when_acknowledged(kernel_fact
     alice = Principal(id="alice", username="alice")
     missing: list[str] = []
     async with kernel.lifespan():
-        scheduler = kernel.services["scheduler"]
+        scheduler = kernel.services.require(SCHEDULER)
 
         async def one() -> None:
             prompt_id = await scheduler.submit(convert_payload(sleeper(0.01)), alice)

@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from comfytavern.crypto import CredentialDecryptError, Keyring, KeyringError, key_fingerprint
+from comfytavern.services import CREDENTIALS
 from comfytavern.testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
@@ -70,7 +71,7 @@ def test_the_plaintext_never_leaves_through_any_route(client: TestClient, tmp_pa
 
 def test_nodes_get_the_owners_secret_by_service_name(client: TestClient) -> None:
     create(client)
-    resolve = kernel_of(client).services["credentials"]
+    resolve = kernel_of(client).services.require(CREDENTIALS)
     assert client.portal is not None
     assert client.portal.call(resolve, "default_user", "openai") == SECRET
     assert client.portal.call(resolve, "default_user", "OpenAI") == SECRET
@@ -84,7 +85,7 @@ def test_tampered_or_moved_ciphertext_is_rejected(client: TestClient) -> None:
     created = create(client).json()
     kernel = kernel_of(client)
     db = kernel.storage.accounts.db
-    resolve = kernel.services["credentials"]
+    resolve = kernel.services.require(CREDENTIALS)
     assert client.portal is not None
 
     async def ciphertext() -> str:

@@ -39,6 +39,7 @@ from comfytavern.engine.stream import ChunkQueue, Tee, UpstreamFailed
 from comfytavern.engine.threads import NodeThreads
 from comfytavern.nodes.context import NodeContext
 from comfytavern.nodes.definition import Outputs
+from comfytavern.services import CREDENTIALS, Services
 
 __all__ = [
     "INTERFACE_OUTPUTS_NODE_ID",
@@ -135,14 +136,14 @@ class Execution:
         prompt_id: str,
         user: Principal,
         emit: Emit,
-        services: Mapping[str, Any] | None = None,
+        services: Services | None = None,
         settings: ExecutionSettings | None = None,
     ) -> None:
         self.graph = graph
         self.prompt_id = prompt_id
         self.user = user
         self.emit = emit
-        self.services = services if services is not None else {}
+        self.services = services if services is not None else Services()
         self.settings = settings or ExecutionSettings()
         n = len(graph.nodes)
         self.state = [PENDING] * n
@@ -157,7 +158,7 @@ class Execution:
         self.interface_values: dict[str, Any] | None = None
         self._tg: Any = None
         self._slice_end = 0.0
-        credentials = self.services.get("credentials")
+        credentials = self.services.lookup(CREDENTIALS)
         self._credentials = credentials
         self._progress_last: dict[int, float] = {}
         #: Streams that have started and not ended: node index -> whether its ``NODE_YIELD``

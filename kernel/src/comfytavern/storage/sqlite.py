@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from comfytavern.services import SQLITE_DATABASES, Services
+
 __all__ = ["SqliteDatabase", "shared_database"]
 
 T = TypeVar("T")
@@ -122,11 +124,10 @@ def _split_sql(script: str) -> list[str]:
 
 
 
-def shared_database(services: dict[str, Any], path: Path) -> SqliteDatabase:
-    """The one :class:`SqliteDatabase` per file for this kernel (kept in ``kernel.services``)."""
-    key = f"sqlite:{path}"
-    db = services.get(key)
+def shared_database(services: Services, path: Path) -> SqliteDatabase:
+    """The one :class:`SqliteDatabase` per file for this kernel (the ``SQLITE_DATABASES`` service)."""
+    databases = services.setdefault(SQLITE_DATABASES, dict)
+    db = databases.get(path)
     if db is None:
-        db = SqliteDatabase(path)
-        services[key] = db
+        db = databases[path] = SqliteDatabase(path)
     return db

@@ -7,6 +7,7 @@ Nodes (namespace ``core``): ``APISettings``, ``History``, ``MergeHistory``, ``Op
 
 from __future__ import annotations
 
+from comfytavern.services import CONFIG, CREDENTIALS, ServiceUse, uses
 from comfytavern import Node, hookimpl
 
 from comfytavern_nodes_llm.node_api_settings import api_settings
@@ -14,7 +15,7 @@ from comfytavern_nodes_llm.node_generic import generic_llm_request
 from comfytavern_nodes_llm.node_history import history, merge_history
 from comfytavern_nodes_llm.node_openai import openai, openai_chat
 
-__all__ = ["NAMESPACE", "NODES", "register_nodes"]
+__all__ = ["NAMESPACE", "NODES", "register_nodes", "register_services"]
 
 NAMESPACE = "core"
 
@@ -24,3 +25,8 @@ NODES: tuple[Node, ...] = (api_settings, history, merge_history, openai_chat, op
 @hookimpl
 def register_nodes() -> list[Node]:
     return list(NODES)
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(CONFIG), uses(CREDENTIALS)]

@@ -2,7 +2,7 @@
 
 Routes under ``/api/characters`` (scope group ``characters``); settings under
 ``plugins.settings.characters`` (:class:`comfytavern.cards.CardLibrarySettings`). The library
-object is also published as the ``characters`` service.
+object is also published as the ``CHARACTERS`` service (``comfytavern.services``).
 """
 
 from __future__ import annotations
@@ -11,19 +11,25 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from comfytavern import hookimpl
+from comfytavern import ServiceUse, hookimpl, provides
+from comfytavern.services import CHARACTERS
 from comfytavern.cards import SETTINGS_KEY, CardLibrarySettings
 from comfytavern_characters.library import CharacterLibrary
 from comfytavern_characters.routes import build_routes
 
-__all__ = ["CharacterLibrary", "register_routes"]
+__all__ = ["CharacterLibrary", "register_routes", "register_services"]
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [provides(CHARACTERS)]
 
 
 @hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings(SETTINGS_KEY, CardLibrarySettings)
-    library = kernel.services.get("characters")
+    library = kernel.services.lookup(CHARACTERS)
     if not isinstance(library, CharacterLibrary):
         library = CharacterLibrary(kernel.config, settings)
-        kernel.services["characters"] = library
+        kernel.services.provide(CHARACTERS, library)
     return build_routes(library)

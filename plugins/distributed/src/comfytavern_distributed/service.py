@@ -2,7 +2,7 @@
 and as the Redis queue sees the engine (:class:`~comfytavern_distributed.queue.Executor`).
 
 One :class:`DistributedRuns` per process (server instance or ``comfytavern worker``), published at
-``kernel.services["run_queue"]`` by the plugin's lifespan before the scheduler starts.
+the ``RUN_QUEUE`` service by the plugin's lifespan before the scheduler starts.
 """
 
 from __future__ import annotations

@@ -13,13 +13,19 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from comfytavern import hookimpl
+from comfytavern import ServiceUse, hookimpl, requires
+from comfytavern.services import SCHEDULER
 from comfytavern_executions.http_api import http_routes
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.workflow_run import workflow_routes
 from comfytavern_executions.ws import websocket_routes
 
 name = "executions"
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [requires(SCHEDULER)]
 
 
 @hookimpl

@@ -9,12 +9,13 @@ from starlette.responses import Response
 from comfytavern.engine import safe_encoder
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.http import ApiError
+from comfytavern.services import SCHEDULER
 
 __all__ = ["safe_json", "scheduler_of"]
 
 
 def scheduler_of(kernel: Any) -> Scheduler:
-    scheduler = kernel.services.get("scheduler")
+    scheduler = kernel.services.lookup(SCHEDULER)
     if scheduler is None:
         raise ApiError(503, "the run scheduler is not running")
     return scheduler

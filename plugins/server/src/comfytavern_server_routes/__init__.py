@@ -15,7 +15,8 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from comfytavern import hookimpl
+from comfytavern import ServiceUse, hookimpl, uses
+from comfytavern.services import METRICS, RESTART
 from comfytavern_server_routes.admin import RestartAccepted, ServerRoutesSettings, admin_routes, may_read_metrics
 from comfytavern_server_routes.apidocs import docs_routes
 from comfytavern_server_routes.home import home_routes
@@ -23,6 +24,11 @@ from comfytavern_server_routes.home import home_routes
 __all__ = ["RestartAccepted", "ServerRoutesSettings", "may_read_metrics", "register_routes"]
 
 SETTINGS_KEY = "server-routes"
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(RESTART), uses(METRICS)]
 
 
 @hookimpl

@@ -10,7 +10,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from comfytavern import StorageBackend, hookimpl
+from comfytavern import ServiceUse, StorageBackend, hookimpl, uses
+from comfytavern.services import SQLITE_DATABASES
 from comfytavern.storage.sqlite import shared_database
 
 
@@ -23,6 +24,11 @@ def _factory(module: str, cls: str) -> Any:
         return store_cls(db)
 
     return create
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(SQLITE_DATABASES)]
 
 
 @hookimpl
