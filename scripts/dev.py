@@ -3,6 +3,7 @@
 
     python3 scripts/dev.py serve [serve options]   # install and run the server on 127.0.0.1:3233
     python3 scripts/dev.py test [pytest options]   # install (with dev tools) and run every test
+                                                   # (as root also Debian's chromium, for tests/e2e)
     python3 scripts/dev.py build [--out DIR]       # wheels of the kernel, every plugin and pack (dist/)
 
 The tests need PostgreSQL (127.0.0.1:5432, trust auth, database "test") and Redis
@@ -193,6 +194,24 @@ def build(argv: list[str]) -> int:
     return 0 if len(wheels) == len(members()) else 1
 
 
+def ensure_browser() -> None:
+    """Debian's chromium for the real-browser tests (tests/e2e), installed with apt-get when
+    missing and possible (root). Without it those tests are skipped, saying how to enable them."""
+    if Path("/usr/bin/chromium").exists():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print("note: Debian's chromium is missing, so the browser tests will be skipped; "
+              "enable them with: apt-get install -y chromium", flush=True)
+        return
+    print("installing Debian's chromium for the browser tests (apt-get)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+        if subprocess.run(cmd, env=env).returncode != 0:
+            print("note: apt-get could not install chromium; the browser tests will be skipped", flush=True)
+            return
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"serve", "test", "install", "build"}:
         print(__doc__)
@@ -209,6 +228,7 @@ def main(argv: list[str]) -> int:
         os.chdir(ROOT)
         exe = BIN / "comfytavern"
         os.execv(str(exe), [str(exe), "serve", *rest])
+    ensure_browser()
     env = dict(os.environ)
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     result = subprocess.run([str(PY), "-m", "pytest", *rest], cwd=ROOT, env=env)

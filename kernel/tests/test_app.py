@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from comfytavern import hookimpl, json_response, read_json, route
 from comfytavern.testing import NO_STORAGE, client_for, make_kernel
@@ -71,6 +73,63 @@ def test_bad_bodies(client: Any, kwargs: dict, status: int, error: str) -> None:
     assert r.status_code == status
     assert r.headers["content-type"] == "application/json"
     assert r.json()["error"] == error
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"],
+)
+def test_a_body_that_is_not_declared_json_is_a_415(client: Any, content_type: str) -> None:
+    r = client.post("/api/items", content=b'{"name": "a"}', headers={"content-type": content_type})
+    assert r.status_code == 415
+    assert r.json()["error"] == "unsupported media type; send Content-Type: application/json"
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8", "application/merge-patch+json"])
+def test_json_media_types_and_no_content_type_are_accepted(client: Any, content_type: str | None) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    r = client.post("/api/items", content=b'{"name": "a"}', headers=headers)
+    assert r.status_code == 201, r.text
+
+
+def test_nesting_limit_of_the_shared_decoder(client: Any) -> None:
+    from comfytavern.http import MAX_JSON_DEPTH, JsonTooDeep, decode_json
+
+    assert decode_json(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH) is not None
+    assert decode_json(b'["' + b"[" * 5000 + b'"]') == ["[" * 5000]  # brackets inside strings do not count
+    for depth in (MAX_JSON_DEPTH + 1, 999, 100_000):
+        with pytest.raises(JsonTooDeep):
+            decode_json(b"[" * depth + b"]" * depth)
+        with pytest.raises(msgspec.DecodeError):  # callers handling malformed JSON handle this too
+            decode_json(b'{"a":' * depth + b"1" + b"}" * depth)
+        if depth < 400:  # this app's body limit is 1000 bytes
+            r = client.post("/api/items", content=b'{"name": ' + b"[" * depth + b"]" * depth + b"}")
+            assert r.status_code == 400 and r.json()["error"] == "JSON nested too deeply"
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:'),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(value=_JSON, limit=st.integers(min_value=0, max_value=8))
+def test_the_nesting_scan_matches_the_real_depth(value: Any, limit: int) -> None:
+    from comfytavern.http import _nesting_exceeds
+
+    raw = msgspec.json.encode(value)
+    assert _nesting_exceeds(raw, limit) is (_depth(value) > limit)
+    assert _nesting_exceeds(msgspec.json.format(raw, indent=2), limit) is (_depth(value) > limit)
 
 
 def test_validation_details_name_the_field(client: Any) -> None:

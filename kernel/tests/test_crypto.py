@@ -16,6 +16,7 @@ from comfytavern.crypto import (
     Keyring,
     KeyringError,
     PasswordHasher,
+    PasswordHasherBusy,
     ServerSecrets,
     decode_key,
     key_fingerprint,
@@ -23,6 +24,7 @@ from comfytavern.crypto import (
     parse_service_key,
     service_key_digest,
 )
+from comfytavern.testing import frozen_password_hashing
 
 FAST = PasswordHasher(memory_kib=64, iterations=1, lanes=1)
 
@@ -153,3 +155,33 @@ async def test_concurrent_verification_with_production_parameters_never_freezes(
             for _ in range(10):
                 tg.start_soon(login)
     assert results == [True] * 10
+
+
+@pytest.mark.anyio
+async def test_waiting_derivations_are_bounded_and_time_out_instead_of_hanging() -> None:
+    """A derivation that never returns used to hold every later login forever: now a full queue
+    is refused at once and a wait longer than the timeout gives up, both with a retry hint."""
+    hasher = PasswordHasher(memory_kib=64, iterations=1, lanes=1, queue_limit=3, queue_timeout=0.5)
+    encoded = hasher.hash_sync("correct horse")
+    results: list[bool | PasswordHasherBusy] = []
+
+    async def check() -> None:
+        try:
+            results.append(await hasher.verify("correct horse", encoded))
+        except PasswordHasherBusy as exc:
+            results.append(exc)
+
+    with frozen_password_hashing() as release:
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(check)
+            with anyio.fail_after(10):
+                while len(results) < 4:
+                    await anyio.sleep(0.01)
+            # 2 over the limit of 3 refused at once, 2 waiting behind the frozen one timed out.
+            assert all(isinstance(r, PasswordHasherBusy) and r.retry_after >= 1 for r in results)
+            release()
+    assert results[-1] is True  # the frozen derivation itself completes once let go
+    assert await hasher.verify("correct horse", encoded)  # and the queue works again
+    with pytest.raises(ValueError):
+        PasswordHasher(queue_limit=0)

@@ -281,6 +281,23 @@ def test_lifespan_time_limit(tmp_path: Path) -> None:
             pass
 
 
+def test_hook_detect_editor_dialect(tmp_path: Path) -> None:
+    class Recognises:
+        @hookimpl
+        def detect_editor_dialect(self, kernel: Any) -> str | None:
+            return "seed-2025-06"
+
+    class Unknown:
+        @hookimpl
+        def detect_editor_dialect(self, kernel: Any) -> str | None:
+            return "1999"  # ignored with a warning
+
+    kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Unknown(), Recognises()])
+    assert (kernel.dialect.name, kernel.dialect.reason) == ("seed-2025-06", "auto: recognised by plugin Recognises")
+    explicit = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Recognises()], editor={"dialect": "2025-10"})
+    assert explicit.dialect.name == "2025-10"
+
+
 def test_hook_on_execution_event(tmp_path: Path) -> None:
     seen: list[HubEvent] = []
 

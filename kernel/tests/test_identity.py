@@ -1,4 +1,5 @@
-"""comfytavern.identity and the Origin rules of comfytavern.auth (the parts without HTTP)."""
+"""comfytavern.identity and the Origin rules of comfytavern.auth (the parts without HTTP; the
+throttle is in test_throttle.py)."""
 
 from __future__ import annotations
 
@@ -8,58 +9,12 @@ from comfytavern.auth import is_loopback, origin_allowed
 from comfytavern.config import ConfigError
 from comfytavern.identity import (
     AuthSettings,
-    LoginThrottle,
     check_new_password,
     check_scope,
     check_username,
     new_user_id,
     scope_covers,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_throttle_per_account_and_address() -> None:
-    clock = Clock()
-    throttle = LoginThrottle(per_account_ip=3, per_ip=5, per_account=8, window=60, clock=clock)
-    for _ in range(3):
-        assert throttle.retry_after("alice", "1.1.1.1") is None
-        throttle.failure("alice", "1.1.1.1")
-    wait = throttle.retry_after("alice", "1.1.1.1")
-    assert wait is not None and 0 < wait <= 60
-    assert throttle.retry_after("alice", "2.2.2.2") is None  # someone else is not locked out
-    assert throttle.retry_after("bob", "1.1.1.1") is None
-    clock.now += 61
-    assert throttle.retry_after("alice", "1.1.1.1") is None
-
-
-def test_throttle_per_address_and_global_account_limits() -> None:
-    clock = Clock()
-    throttle = LoginThrottle(per_account_ip=100, per_ip=4, per_account=6, window=60, clock=clock)
-    for index in range(4):
-        throttle.failure(f"user{index}", "9.9.9.9")
-    assert throttle.retry_after("anyone", "9.9.9.9") is not None  # one address guessing many accounts
-    for index in range(6):
-        throttle.failure("target", f"10.0.0.{index}")
-    assert throttle.retry_after("target", "10.0.0.99") is not None  # many addresses guessing one account
-
-
-def test_success_clears_the_pair_and_memory_is_bounded() -> None:
-    throttle = LoginThrottle(per_account_ip=2, per_ip=100, per_account=100, window=60, max_keys=30)
-    throttle.failure("alice", "1.1.1.1")
-    throttle.failure("alice", "1.1.1.1")
-    assert throttle.retry_after("alice", "1.1.1.1") is not None
-    throttle.success("alice", "1.1.1.1")
-    assert throttle.retry_after("alice", "1.1.1.1") is None
-    for index in range(100):
-        throttle.failure(f"user{index}", f"ip{index}")
-    assert len(throttle._failures) <= 30
 
 
 @pytest.mark.parametrize(
@@ -80,6 +35,37 @@ def test_success_clears_the_pair_and_memory_is_bounded() -> None:
 )
 def test_origin_allowed(origin: str, host: str, allowed: list[str], ok: bool) -> None:
     assert origin_allowed(origin, host, allowed) is ok
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://a:b", "http://[::1", "http://[::1]:99999", "http://127.0.0.1:99999999999999999999", "http://127.0.0.1:-1",
+     "http://127.0.0.1:3233/path", "http://user:pw@127.0.0.1:3233", "ftp://127.0.0.1:3233", "http://", "http://:3233",
+     "http://127.0.0.1:3233?x", "\x00", "http://\u0000:1"],
+)
+def test_malformed_origins_never_match_and_never_raise(origin: str) -> None:
+    for scheme in (None, "http", "ws"):
+        assert origin_allowed(origin, "127.0.0.1:3233", ["http://localhost:5573"], scheme=scheme) is False
+    assert origin_allowed("http://127.0.0.1:3233", origin.removeprefix("http://"), [], scheme="http") is False
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "ok"),
+    [
+        ("http://127.0.0.1:3233", "127.0.0.1:3233", "http", True),
+        ("http://127.0.0.1:3233", "127.0.0.1:3233", "ws", True),
+        ("https://127.0.0.1:3233", "127.0.0.1:3233", "http", False),
+        ("https://127.0.0.1:3233", "127.0.0.1:3233", "ws", False),
+        ("http://127.0.0.1:3233", "127.0.0.1:3233", "https", False),
+        ("https://ct.example.com", "ct.example.com", "https", True),
+        ("https://ct.example.com", "ct.example.com", "wss", True),
+        ("https://ct.example.com", "ct.example.com", "http", False),
+        ("HTTP://LOCALHOST:3233", "localhost:3233", "http", True),
+        ("http://localhost", "localhost:80", "http", True),
+    ],
+)
+def test_same_origin_compares_the_request_scheme(origin: str, host: str, scheme: str, ok: bool) -> None:
+    assert origin_allowed(origin, host, [], scheme=scheme) is ok
 
 
 def test_loopback_addresses() -> None:

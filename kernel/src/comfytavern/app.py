@@ -14,13 +14,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.auth import AuthMiddleware
+from comfytavern.dialect import DialectMiddleware
 from comfytavern.hosts import HostCheckMiddleware, effective_allowed_hosts
 from comfytavern.logs import RequestContextMiddleware
 from comfytavern.metrics import MetricsMiddleware, metrics_for, run_event_metrics
+from comfytavern.proxies import TrustedProxyMiddleware
 from comfytavern.http import ApiError, error_response, json_response, route
 from comfytavern.kernel import Kernel
 from comfytavern.version import __version__
@@ -94,15 +96,36 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message, exc.details, exc.headers)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every route documented at this path, for the ``Allow`` header of a 405.
+
+    Starlette names only the first route that matched the path, but a path is often served by one
+    route per method. As in OpenAPI, routes with a fixed path (``/api/characters/import``) take
+    precedence over templates that also match it (``/api/characters/{characterId}``).
+    """
+    scope = {**request.scope, "method": "\x00"}  # no route serves it: every path match is partial
+    matching = [
+        item
+        for item in request.app.router.routes
+        if isinstance(item, Route) and item.methods and item.matches(scope)[0] is not Match.NONE
+    ]
+    fixed = [item for item in matching if "{" not in item.path]
+    return sorted({method for item in fixed or matching for method in item.methods or ()})
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         message = f"no route for {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} is not allowed for {request.url.path}"
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
     else:
         message = exc.detail
-    return error_response(exc.status_code, message, headers=dict(exc.headers or {}) or None)
+    return error_response(exc.status_code, message, headers=headers or None)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -156,7 +179,9 @@ def create_app(kernel: Kernel) -> Starlette:
 
     metrics_for(kernel)
     middleware = [
-        # Outermost first: request id + access log, then metrics, so both see every response.
+        # Outermost first: the client address (forwarded only by trusted proxies) for everything
+        # below, then request id + access log, then metrics, so both see every response.
+        Middleware(TrustedProxyMiddleware, trusted=cfg.server.trusted_proxies),
         Middleware(RequestContextMiddleware),
         Middleware(MetricsMiddleware, metrics_getter=lambda: metrics_for(kernel)),
         Middleware(HostCheckMiddleware, allowed=effective_allowed_hosts(cfg)),
@@ -171,6 +196,8 @@ def create_app(kernel: Kernel) -> Starlette:
             max_age=600,
         ),
         Middleware(AuthMiddleware, backend_getter=lambda: kernel.auth),
+        # Innermost: the editor dialect's body translations (a pass-through in the native one).
+        Middleware(DialectMiddleware, dialect_getter=lambda: kernel.dialect),
     ]
     routes = kernel_routes(kernel) + kernel.plugin_routes()
     app = Starlette(

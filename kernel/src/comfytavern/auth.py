@@ -173,19 +173,36 @@ def is_loopback(host: str | None) -> bool:
     return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.startswith("::ffff:127.")
 
 
-def _netloc(origin: str) -> tuple[str, str] | None:
-    parts = urlsplit(origin)
-    if not parts.scheme or not parts.netloc:
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_WEB_SCHEMES = {"ws": "http", "wss": "https"}
+
+
+def _origin_parts(origin: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of ``scheme://host[:port]`` (``ws``/``wss`` as ``http``/``https``);
+    ``None`` for anything malformed (bad port, broken IPv6 literal, a path, credentials...)."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
         return None
-    port = parts.port or {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme)
-    return parts.hostname or "", str(port)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return _WEB_SCHEMES.get(scheme, scheme), parts.hostname, port or _DEFAULT_PORTS[scheme]
 
 
-def origin_allowed(origin: str, host_header: str | None, allowed: Iterable[str]) -> bool:
+def origin_allowed(
+    origin: str, host_header: str | None, allowed: Iterable[str], *, scheme: str | None = None
+) -> bool:
     """Is a browser ``Origin`` trusted: this server itself, or listed in ``server.cors_origins``?
 
-    Same-origin is judged on host and port against the ``Host`` header (so it also holds behind a
-    TLS-terminating proxy); ``null`` and malformed origins never match.
+    Same-origin means the same scheme, host and port as the request: ``scheme`` is the request's
+    (``http``/``https``, ``ws``/``wss``; behind a TLS-terminating proxy it is ``https`` only when
+    the proxy's ``X-Forwarded-Proto`` is trusted, else list the public origin in
+    ``server.cors_origins``), host and port come from the ``Host`` header. ``scheme=None`` compares
+    host and port only. ``null`` and malformed origins or ``Host`` headers never match.
     """
     origin = origin.strip()
     if not origin or origin == "null":
@@ -193,20 +210,23 @@ def origin_allowed(origin: str, host_header: str | None, allowed: Iterable[str])
     allowed = list(allowed)
     if "*" in allowed or origin.rstrip("/") in {a.rstrip("/") for a in allowed}:
         return True
-    theirs = _netloc(origin)
+    theirs = _origin_parts(origin)
     if theirs is None or not host_header:
         return False
-    host = _netloc(f"{urlsplit(origin).scheme}://{host_header.strip()}")
-    return host is not None and theirs == host
+    request_scheme = theirs[0] if scheme is None else _WEB_SCHEMES.get(scheme.lower(), scheme.lower())
+    ours = _origin_parts(f"{request_scheme}://{host_header.strip()}")
+    return ours is not None and theirs == ours
 
 
 def _cross_site(conn: HTTPConnection, allowed: Iterable[str]) -> str | None:
     """Why the request counts as cross-site (``None`` when it does not)."""
     origin = conn.headers.get("origin")
     if origin is not None:
-        if origin_allowed(origin, conn.headers.get("host"), allowed):
+        if origin_allowed(origin, conn.headers.get("host"), allowed, scheme=conn.scope.get("scheme", "http")):
             return None
-        return f"Origin {origin!r} is not allowed (add it to server.cors_origins)"
+        if origin.strip() != "null" and _origin_parts(origin) is None:
+            return f"malformed Origin header {origin[:200]!r}"
+        return f"Origin {origin[:200]!r} is not allowed (add it to server.cors_origins)"
     if conn.headers.get("sec-fetch-site", "").lower() == "cross-site":
         return "cross-site request without an Origin"
     return None

@@ -19,7 +19,7 @@ from comfytavern.config import Config, ConfigError, load_config
 from comfytavern.services import RESTART, RESTART_REQUESTED, UVICORN_SERVER
 from comfytavern.version import __version__
 
-__all__ = ["app_factory", "build_config", "main"]
+__all__ = ["app_factory", "build_config", "main", "uvicorn_config"]
 
 #: The uvicorn WebSocket protocol class that coalesces outgoing frames (see engine/transport.py).
 WS_PROTOCOL = "comfytavern.engine.transport:CoalescingWebSocketProtocol"
@@ -51,6 +51,34 @@ def _configure_logging(config: Config) -> None:
     configure_logging(config)
 
 
+def uvicorn_config(app: Any, config: Config, **overrides: Any) -> Any:
+    """The uvicorn settings of ``comfytavern serve``, in one place so test servers run the same.
+
+    ``overrides`` replace single options (tests listen on port 0).
+    """
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": config.server.host,
+        "port": config.server.port,
+        "log_config": None,
+        "ws_max_size": 16 * 1024 * 1024,
+        # Run events are many small frames: write each loop iteration's frames in one call
+        # and skip per-message compression (it costs more than it saves on such frames).
+        "ws": WS_PROTOCOL,
+        "ws_per_message_deflate": False,
+        # comfytavern.logs.RequestContextMiddleware writes the access log (with request ids).
+        "access_log": False,
+        # The app believes forwarded headers from server.trusted_proxies only (comfytavern.proxies);
+        # uvicorn's own default would believe them from any local process.
+        "proxy_headers": False,
+        # Long-lived streams (SSE, WebSockets) must not hold a shutdown or restart forever.
+        "timeout_graceful_shutdown": config.execution.shutdown_timeout_seconds + 5.0,
+    }
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -76,6 +104,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ws=WS_PROTOCOL,
             ws_per_message_deflate=False,
             access_log=False,
+            proxy_headers=False,
         )
         return 0
     from comfytavern import handoff
@@ -95,23 +124,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     app = create_app(kernel)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.server.host,
-            port=config.server.port,
-            log_config=None,
-            ws_max_size=16 * 1024 * 1024,
-            # Run events are many small frames: write each loop iteration's frames in one call
-            # and skip per-message compression (it costs more than it saves on such frames).
-            ws=WS_PROTOCOL,
-            ws_per_message_deflate=False,
-            # comfytavern.logs.RequestContextMiddleware writes the access log (with request ids).
-            access_log=False,
-            # Long-lived streams (SSE, WebSockets) must not hold a shutdown or restart forever.
-            timeout_graceful_shutdown=config.execution.shutdown_timeout_seconds + 5.0,
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, config))
     kernel.services.provide(UVICORN_SERVER, server)
     holder["server"] = server
     from comfytavern.restart import RestartController

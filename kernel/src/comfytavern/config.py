@@ -25,6 +25,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "EditorConfig",
     "ExecutionConfig",
     "LoggingConfig",
     "NodesConfig",
@@ -58,6 +59,9 @@ class ServerConfig(_Section):
     max_body_bytes: int = 10 * 1024 * 1024
     #: Seconds allowed for each plugin lifespan to start or stop.
     lifespan_timeout_seconds: float = 30.0
+    #: Peers (IP addresses or networks) whose ``X-Forwarded-For``/``-Proto`` headers are believed:
+    #: your reverse proxies. Empty: nobody's (the client address is the connection's).
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
 
 
 class DataConfig(_Section):
@@ -133,6 +137,12 @@ class LoggingConfig(_Section):
     format: Literal["auto", "json", "text"] = "auto"
 
 
+class EditorConfig(_Section):
+    #: Wire dialect spoken to the editor: ``auto`` (recognise the build the static-frontend plugin
+    #: serves), or one of :data:`comfytavern.dialect.DIALECTS` (see docs/configuration.md).
+    dialect: str = "auto"
+
+
 class Config(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     data: DataConfig = msgspec.field(default_factory=DataConfig)
@@ -142,6 +152,7 @@ class Config(_Section):
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    editor: EditorConfig = msgspec.field(default_factory=EditorConfig)
     #: Folder that relative ``data.root`` is resolved against (the config file's folder).
     base_dir: str = "."
 
@@ -183,6 +194,18 @@ def _validate_semantics(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    from comfytavern.dialect import CHOICES  # the dialect module owns the names
+
+    if cfg.editor.dialect not in CHOICES:
+        raise ConfigError(
+            f"$.editor.dialect: unknown editor dialect {cfg.editor.dialect!r}; valid: {', '.join(CHOICES)}"
+        )
+    from comfytavern.proxies import check_trusted_proxies
+
+    try:
+        check_trusted_proxies(cfg.server.trusted_proxies)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

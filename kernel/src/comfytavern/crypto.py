@@ -26,16 +26,18 @@ import re
 import secrets
 import stat
 import threading
+import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
-from comfytavern.files import fsync_dir, write_atomic
+from comfytavern.files import fsync_dir, private_dir, write_atomic
 from comfytavern.services import SECRETS, Services
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Keyring",
     "KeyringError",
     "PasswordHasher",
+    "PasswordHasherBusy",
     "ServerSecrets",
     "ServiceKeyParts",
     "decode_key",
@@ -60,6 +63,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("comfytavern.crypto")
+T = TypeVar("T")
 
 MAX_PASSWORD_CHARS = 1024
 SERVICE_KEY_PREFIX = "ctsk_"
@@ -83,22 +87,59 @@ def normalise_password(password: str) -> bytes:
 _ARGON2_LOCK = threading.Lock()
 
 
+class PasswordHasherBusy(Exception):
+    """Too many derivations are waiting (or the one running is stuck): answer 503, retry later."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many password checks are waiting; try again shortly")
+        self.retry_after = retry_after
+
+
+class _Queue:
+    """The derivations of one event loop: ``size`` waiting or running, ``gate`` lets one through."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.gate = anyio.Lock()
+        #: The hasher's own worker thread, so anyio's shared pool (nodes use it) never delays a login.
+        self.threads = anyio.CapacityLimiter(1)
+
+
 class PasswordHasher:
     """Argon2id with fixed parameters; ``needs_rehash`` tells when a stored hash is outdated.
 
     Defaults are RFC 9106's second recommendation (64 MiB, 3 passes, 4 lanes). Hashing is slow on
-    purpose, so the async methods run it in a worker thread; ``_ARGON2_LOCK`` lets one derivation
-    run at a time (which also bounds the memory concurrent logins take), and the limiter of one
-    keeps waiting logins out of worker threads.
+    purpose, so the async methods run it in a worker thread, one derivation at a time
+    (``_ARGON2_LOCK``; this also bounds the memory concurrent logins take). Waiting derivations
+    form a bounded queue: when ``queue_limit`` are already waiting or running, or a wait exceeds
+    ``queue_timeout`` seconds (a flood, or a derivation that never returns), the call raises
+    :class:`PasswordHasherBusy` instead of waiting forever, so a login answers 503 rather than
+    hanging. The hasher's own thread limiter keeps derivations out of anyio's shared worker pool.
     """
 
-    def __init__(self, *, memory_kib: int = 65536, iterations: int = 3, lanes: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        memory_kib: int = 65536,
+        iterations: int = 3,
+        lanes: int = 4,
+        queue_limit: int = 64,
+        queue_timeout: float = 30.0,
+    ) -> None:
         if memory_kib < 8 * lanes or iterations < 1 or lanes < 1:
             raise ValueError("invalid Argon2id parameters")
+        if queue_limit < 1 or queue_timeout <= 0:
+            raise ValueError("the password queue needs a limit of at least 1 and a positive timeout")
         self.memory_kib = memory_kib
         self.iterations = iterations
         self.lanes = lanes
-        self._limiter: anyio.CapacityLimiter | None = None
+        self.queue_limit = queue_limit
+        self.queue_timeout = queue_timeout
+        #: One queue per event loop (a test may drive one server from two loops; anyio primitives
+        #: belong to one loop). Across loops and instances ``_ARGON2_LOCK`` still serialises.
+        self._queues: RunVar[_Queue] = RunVar(f"ct-argon2-queue-{id(self)}")
+        #: Running estimate of one derivation's duration (seconds), for ``Retry-After``.
+        self._seconds = 0.25
         self._dummy: str | None = None
 
     def _kdf(self) -> Any:
@@ -146,16 +187,42 @@ class PasswordHasher:
     def needs_rehash(self, encoded: str) -> bool:
         return f"$m={self.memory_kib},t={self.iterations},p={self.lanes}$" not in encoded
 
-    def _limiter_for_loop(self) -> anyio.CapacityLimiter:
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(1)
-        return self._limiter
+    def _queue(self) -> _Queue:
+        try:
+            return self._queues.get()
+        except LookupError:
+            queue = _Queue()
+            self._queues.set(queue)
+            return queue
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        queue = self._queue()
+        if queue.size >= self.queue_limit:
+            raise PasswordHasherBusy(max(1.0, queue.size * self._seconds))
+        queue.size += 1
+        try:
+            try:
+                with anyio.fail_after(self.queue_timeout):
+                    await queue.gate.acquire()
+            except TimeoutError:
+                raise PasswordHasherBusy(max(1.0, queue.size * self._seconds)) from None
+            try:
+                started = time.monotonic()
+                result = await anyio.to_thread.run_sync(func, *args, limiter=queue.threads)
+                self._seconds = 0.8 * self._seconds + 0.2 * (time.monotonic() - started)
+                return result
+            finally:
+                queue.gate.release()
+        finally:
+            queue.size -= 1
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self.hash_sync, password, limiter=self._limiter_for_loop())
+        """A new PHC string; raises :class:`PasswordHasherBusy` when the queue is full or stuck."""
+        return await self._run(self.hash_sync, password)
 
     async def verify(self, password: str, encoded: str | None) -> bool:
-        return await anyio.to_thread.run_sync(self.verify_sync, password, encoded, limiter=self._limiter_for_loop())
+        """See :meth:`verify_sync`; raises :class:`PasswordHasherBusy` like :meth:`hash`."""
+        return await self._run(self.verify_sync, password, encoded)
 
 
 # -- sessions --------------------------------------------------------------------------------
@@ -324,9 +391,10 @@ ENV_PEPPER = "CT_SERVICE_KEY_PEPPER"
 def write_private(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` to a file created with mode 0600 (never readable by others, even briefly).
 
-    ``exclusive`` fails if the file exists; otherwise the file is replaced atomically.
+    ``exclusive`` fails if the file exists; otherwise the file is replaced atomically. Missing
+    folders are created 0700.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if exclusive:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -344,8 +412,7 @@ def _private_dir(folder: Path) -> None:
     An existing folder (e.g. one named by ``CT_MASTER_KEY_FILE``) is left as its owner set it.
     """
     if not folder.exists():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        folder.mkdir(mode=0o700, exist_ok=True)
+        private_dir(folder)
 
 
 def _read_private(path: Path) -> bytes:

@@ -12,10 +12,31 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["TEMP_PREFIX", "fsync_dir", "sweep_temp_files", "write_atomic"]
+__all__ = ["PRIVATE_DIR_MODE", "TEMP_PREFIX", "fsync_dir", "private_dir", "sweep_temp_files", "write_atomic"]
 
 #: Temporary files start with a dot so listings skip them.
 TEMP_PREFIX = ".tmp-"
+#: Folders the server creates for its data (projects, user data, the database) are reachable by
+#: the server's own user only, like the key files: they hold workflows, cards, avatars, sessions.
+PRIVATE_DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` and every missing parent with mode 0700; existing folders are left as their
+    owner set them. (``Path.mkdir(mode, parents=True)`` would create the parents with the
+    default mode, e.g. 0755.)"""
+    missing: list[Path] = []
+    folder = Path(path)
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for item in reversed(missing):
+        try:
+            item.mkdir(mode=PRIVATE_DIR_MODE)
+        except FileExistsError:  # created meanwhile by another writer
+            pass
 
 
 def fsync_dir(path: Path) -> None:

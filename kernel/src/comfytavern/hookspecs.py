@@ -121,6 +121,19 @@ def register_services() -> Sequence[ServiceUse]:
 
 
 @hookspec
+def detect_editor_dialect(kernel: Kernel) -> str | None:
+    """Name the editor dialect of the editor build this plugin serves, or ``None`` if unknown.
+
+    Consulted once at start-up when ``editor.dialect`` is ``auto`` (the static-frontend plugin
+    implements it). Return a name from ``comfytavern.dialect.DIALECTS``::
+
+        @hookimpl
+        def detect_editor_dialect(kernel):
+            return "seed-2025-06"
+    """
+
+
+@hookspec
 def on_execution_event(event: HubEvent) -> Awaitable[None] | None:
     """Observe every execution event (run and node status, chunks, queue updates).
 

@@ -2,7 +2,9 @@
 
 - :class:`ApiError` raised anywhere becomes the one JSON error shape ``{"error", "details"?}``.
 - :func:`json_response` encodes with msgspec (Structs, dicts, lists).
-- :func:`read_json` decodes a body into a Struct with precise 400/422 errors.
+- :func:`read_json` decodes a body into a Struct with precise 400/415/422 errors;
+  :func:`decode_json` is the one JSON parser for client input (HTTP bodies, WebSocket messages),
+  with a nesting limit.
 - :func:`route` builds a Starlette route that carries its documentation (for OpenAPI) and its
   access rule (auth level and service-key scope), enforced before the endpoint runs.
 """
@@ -10,6 +12,9 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -24,32 +29,117 @@ from comfytavern.auth import PRINCIPAL_SCOPE_KEY, Principal, scope_refusal
 from comfytavern.responses import ApiError, ErrorBody, error_response, json_response
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ApiError",
     "ErrorBody",
+    "JsonTooDeep",
     "RouteDoc",
     "json_response",
     "read_json",
+    "read_json_value",
     "route",
     "websocket_route",
     "check_access",
+    "decode_json",
+    "require_json_content_type",
     "validation_details",
 ]
 
 T = TypeVar("T")
 
+log = logging.getLogger("comfytavern.http")
+
+#: Deepest nesting of arrays/objects accepted in client JSON. msgspec (like every recursive
+#: parser) fails with ``RecursionError`` somewhere below ~1000 levels depending on the stack in
+#: use, and a document that barely decodes in one place can fail again when it is read back
+#: elsewhere; a fixed limit far below that makes the answer the same everywhere (400).
+MAX_JSON_DEPTH = 128
 
 
 
 
-async def read_json(request: Request, type_: type[T]) -> T:
-    """Decode the request body into ``type_``: 400 for malformed JSON, 422 with the field path."""
+
+class JsonTooDeep(msgspec.DecodeError):
+    """Client JSON nested deeper than :data:`MAX_JSON_DEPTH` (a ``DecodeError``, so every
+    caller that handles malformed JSON handles this too)."""
+
+
+#: A JSON string (for valid JSON exactly; brackets inside strings do not nest).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 / -1 as signed bytes
+
+
+def _nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """Do the arrays/objects of the JSON text ``raw`` nest deeper than ``limit``?
+
+    Computed on the bytes before parsing, with C-speed steps only (drop the strings, keep the
+    brackets, running sum of +1/-1): a walk over the parsed value costs several times the parse
+    itself on adversarial input. Exact for valid JSON; for invalid JSON the parser fails anyway.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # fewer openings than the limit: most bodies
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if len(brackets) <= limit:
+        return False
+    return max(itertools.accumulate(memoryview(brackets.translate(_BRACKET_STEP)).cast("b"))) > limit
+
+
+def decode_json(data: bytes | str, *, what: str = "request body") -> Any:
+    """Parse client JSON; raises ``msgspec.DecodeError`` (:class:`JsonTooDeep` past the limit).
+
+    Deep nesting is refused before parsing, whatever the depth (a ``RecursionError`` from the
+    parser is caught too), and logged as a warning: it is either a broken client or a probe.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    too_deep = _nesting_exceeds(raw, MAX_JSON_DEPTH)
+    if not too_deep:
+        try:
+            return msgspec.json.decode(raw)
+        except RecursionError:
+            too_deep = True
+    log.warning("refused a %s nested deeper than %d levels (%d bytes)", what, MAX_JSON_DEPTH, len(raw))
+    raise JsonTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def require_json_content_type(request: Request) -> None:
+    """415 unless the body is declared as JSON (``application/json`` or ``application/*+json``).
+
+    A body without ``Content-Type`` is taken as JSON (scripts). Other types are refused: a
+    ``text/plain`` or form body is what a cross-site page can send without a CORS preflight.
+    """
+    header = request.headers.get("content-type")
+    if header is None:
+        return
+    media = header.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ApiError(
+        415,
+        "unsupported media type; send Content-Type: application/json",
+        {"contentType": header[:200]},
+    )
+
+
+async def read_json_value(request: Request) -> Any:
+    """The request body as decoded JSON: 415 for another media type, 400 for an empty, malformed
+    or too deeply nested body."""
+    require_json_content_type(request)
     body = await request.body()
     if not body.strip():
         raise ApiError(400, "request body is empty; expected JSON")
     try:
-        raw = msgspec.json.decode(body)
+        return decode_json(body)
+    except JsonTooDeep as exc:
+        raise ApiError(400, "JSON nested too deeply", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed JSON", str(exc)) from None
+
+
+async def read_json(request: Request, type_: type[T]) -> T:
+    """Decode the request body into ``type_``: 400 for malformed JSON, 415 for a body that is
+    not JSON, 422 with the field path."""
+    raw = await read_json_value(request)
     try:
         return msgspec.convert(raw, type_)
     except msgspec.ValidationError as exc:
@@ -91,10 +181,21 @@ class RouteDoc:
     #: A msgspec Struct whose fields document the query parameters (for OpenAPI).
     query: Any = None
     #: Media type of the request body (``multipart/form-data`` for uploads: ``body`` then
-    #: describes the form fields).
+    #: describes the form fields, a ``bytes`` field being a file part).
     body_content_type: str = "application/json"
+    #: Other media types the body may have, each with its msgspec type (``bytes`` for a raw
+    #: binary body such as ``image/png``).
+    body_alternatives: dict[str, Any] = field(default_factory=dict)
+    #: An example body per media type (shown in ``/docs``; API fuzzers start from it).
+    body_examples: dict[str, Any] = field(default_factory=dict)
     #: Explicit OpenAPI ``operationId`` (default: derived from the method and path).
     operation_id: str | None = None
+    #: Other media types the success response may have, each with its msgspec type (``str`` for
+    #: text such as an HTML page or a server-sent event stream).
+    response_alternatives: dict[str, Any] = field(default_factory=dict)
+    #: msgspec type of this route's error bodies when they are not the server's ``ErrorBody``
+    #: (the ``/v1`` routes answer in OpenAI's error shape).
+    error: Any = None
 
 
 def check_access(principal: Principal | None, doc: RouteDoc, method: str) -> None:

@@ -6,7 +6,8 @@ Auth-mode plugins compose :class:`AccountIdentity` instead of re-implementing se
   constant time against the stored HMAC, ``lastUsedAt`` refreshed at most once a minute;
 - the session cookie (``HttpOnly``, ``SameSite``, ``Secure`` on request) holds a random token whose
   SHA-256 names a server-side session with idle and absolute limits;
-- :meth:`AccountIdentity.check_password` verifies a password behind a :class:`LoginThrottle` and
+- :meth:`AccountIdentity.check_password` verifies a password behind a
+  :class:`~comfytavern.throttle.LoginThrottle` (the attempt is charged before the slow check) and
   with a dummy hash for unknown accounts; :meth:`AccountIdentity.start_session` always issues a new
   session id and drops the one the browser presented (no session fixation).
 """
@@ -14,15 +15,14 @@ Auth-mode plugins compose :class:`AccountIdentity` instead of re-implementing se
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import secrets
-import time
 import unicodedata
-from collections import OrderedDict, deque
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
+import anyio
 import msgspec
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
@@ -32,14 +32,17 @@ from comfytavern.auth import Principal, bearer_token, is_loopback
 from comfytavern.config import ConfigError
 from comfytavern.crypto import (
     PasswordHasher,
+    PasswordHasherBusy,
     ServerSecrets,
     new_session_token,
     parse_service_key,
     service_key_digest,
     session_digest,
 )
+from comfytavern.proxies import forwarded_untrusted
 from comfytavern.revocation import Revocation, Revocations
 from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
+from comfytavern.throttle import LoginThrottle, ThrottleBusy, Throttled
 
 __all__ = [
     "SCOPE_GROUPS",
@@ -68,6 +71,8 @@ __all__ = [
 #: Service-key scope groups used by the built-in routes (``<group>:read|write|*``, or ``*``).
 SCOPE_GROUPS: tuple[str, ...] = ("nodes", "projects", "runs", "characters", "account", "server")
 
+log = logging.getLogger("comfytavern.identity")
+
 USERNAME_MAX = 50
 _TOUCH_INTERVAL = timedelta(seconds=60)
 
@@ -82,17 +87,23 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Send the cookie with ``Secure`` (and the ``__Host-`` name prefix): set it behind HTTPS.
     cookie_secure: bool = False
     cookie_samesite: Literal["lax", "strict"] = "lax"
-    #: Failed logins allowed per account and client address within the window.
+    #: Failed logins allowed per account and client address within the window (then 429).
     login_max_failures: int = 5
-    #: Failed logins allowed per client address (all accounts) within the window.
+    #: Failed logins allowed per client address (all accounts) within the window (then 429).
     login_max_failures_per_ip: int = 20
-    #: Failed logins allowed per account (all addresses) within the window.
+    #: Failed logins per account (all addresses) within the window after which every attempt at
+    #: the account is slowed by ``login_slowdown_seconds`` (never refused: see comfytavern.throttle).
     login_max_failures_per_account: int = 100
+    login_slowdown_seconds: float = 2.0
     login_window_seconds: int = 900
     #: Argon2id cost for new password hashes.
     password_memory_kib: int = 65536
     password_iterations: int = 3
     password_lanes: int = 4
+    #: Password checks and hashes waiting or running at once, and how long one may wait for its
+    #: turn; beyond either the request gets 503 with ``Retry-After`` instead of hanging.
+    password_queue_limit: int = 64
+    password_queue_timeout_seconds: float = 30.0
     password_min_length: int = 8
     #: Who may do first-run set-up (the access password, the first administrator) over HTTP:
     #: ``loopback`` (only a browser on this machine) or ``any``.
@@ -108,6 +119,9 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             (self.login_max_failures_per_ip >= 1, "login_max_failures_per_ip must be at least 1"),
             (self.login_max_failures_per_account >= 1, "login_max_failures_per_account must be at least 1"),
             (self.login_window_seconds >= 1, "login_window_seconds must be at least 1"),
+            (0 <= self.login_slowdown_seconds <= 60, "login_slowdown_seconds must be between 0 and 60"),
+            (self.password_queue_limit >= 1, "password_queue_limit must be at least 1"),
+            (self.password_queue_timeout_seconds > 0, "password_queue_timeout_seconds must be positive"),
             (self.password_min_length >= 1, "password_min_length must be at least 1"),
             (
                 self.password_lanes >= 1 and self.password_iterations >= 1 and self.password_memory_kib >= 8 * self.password_lanes,
@@ -134,8 +148,9 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 SESSION_SETTING_KEYS = {
     "session_idle_minutes", "session_max_days", "cookie_secure", "cookie_samesite", "login_max_failures",
-    "login_max_failures_per_ip", "login_max_failures_per_account", "login_window_seconds",
-    "password_memory_kib", "password_iterations", "password_lanes", "password_min_length", "first_run_from",
+    "login_max_failures_per_ip", "login_max_failures_per_account", "login_slowdown_seconds", "login_window_seconds",
+    "password_memory_kib", "password_iterations", "password_lanes", "password_queue_limit",
+    "password_queue_timeout_seconds", "password_min_length", "first_run_from",
 }
 
 
@@ -169,69 +184,10 @@ def new_user_id() -> str:
     return f"u_{secrets.token_hex(8)}"
 
 
-# -- throttling -------------------------------------------------------------------------------
-class LoginThrottle:
-    """Sliding-window counters of failed logins, per account+address, per address, per account.
-
-    In memory, per server process (documented limitation for multi-instance deployments). Bounded:
-    at most ``max_keys`` counters, oldest dropped first.
-    """
-
-    def __init__(
-        self,
-        *,
-        per_account_ip: int = 5,
-        per_ip: int = 20,
-        per_account: int = 100,
-        window: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
-    ) -> None:
-        self.limits = {"pair": per_account_ip, "ip": per_ip, "account": per_account}
-        self.window = window
-        self.clock = clock
-        self.max_keys = max_keys
-        self._failures: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
-
-    def _keys(self, account: str, ip: str) -> list[tuple[str, str]]:
-        return [("pair", f"{account}\x00{ip}"), ("ip", ip), ("account", account)]
-
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        stamps = self._failures.get(key)
-        if stamps is None:
-            return deque()
-        while stamps and stamps[0] <= now - self.window:
-            stamps.popleft()
-        if not stamps:
-            del self._failures[key]
-        return stamps
-
-    def retry_after(self, account: str, ip: str) -> float | None:
-        """Seconds until another attempt is allowed, or ``None`` if one is allowed now."""
-        now = self.clock()
-        wait = 0.0
-        for key in self._keys(account, ip):
-            stamps = self._recent(key, now)
-            if len(stamps) >= self.limits[key[0]]:
-                wait = max(wait, stamps[-self.limits[key[0]]] + self.window - now)
-        return wait if wait > 0 else None
-
-    def failure(self, account: str, ip: str) -> None:
-        now = self.clock()
-        for key in self._keys(account, ip):
-            stamps = self._failures.setdefault(key, deque())
-            stamps.append(now)
-            self._failures.move_to_end(key)
-        while len(self._failures) > self.max_keys:
-            self._failures.popitem(last=False)
-
-    def success(self, account: str, ip: str) -> None:
-        self._failures.pop(("pair", f"{account}\x00{ip}"), None)
-
-
 # -- identity ---------------------------------------------------------------------------------
 class LoginRefused(Exception):
-    """A login was refused; ``status`` is 401 (wrong credentials) or 429 (throttled)."""
+    """A login was refused; ``status`` is 401 (wrong credentials), 429 (throttled) or 503 (the
+    password queue is full)."""
 
     def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -255,12 +211,15 @@ class AccountIdentity:
             memory_kib=settings.password_memory_kib,
             iterations=settings.password_iterations,
             lanes=settings.password_lanes,
+            queue_limit=settings.password_queue_limit,
+            queue_timeout=settings.password_queue_timeout_seconds,
         )
         self.throttle = LoginThrottle(
             per_account_ip=settings.login_max_failures,
             per_ip=settings.login_max_failures_per_ip,
             per_account=settings.login_max_failures_per_account,
             window=float(settings.login_window_seconds),
+            slowdown=settings.login_slowdown_seconds,
         )
 
     # -- cookies ---------------------------------------------------------------------------
@@ -346,26 +305,57 @@ class AccountIdentity:
 
     # -- logging in and out ----------------------------------------------------------------
     def may_do_first_run(self, conn: HTTPConnection) -> bool:
+        """``first_run_from`` ``loopback``: the client is this machine, and not a request relayed
+        by a proxy nobody listed in ``server.trusted_proxies`` (its clients could be anyone)."""
         if self.settings.first_run_from == "any":
             return True
-        return is_loopback(conn.client.host if conn.client else None)
+        return is_loopback(conn.client.host if conn.client else None) and not forwarded_untrusted(conn)
 
     async def check_password(self, conn: HTTPConnection, account: str, user: UserRecord | None, password: str) -> UserRecord:
-        """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429) otherwise."""
+        """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429/503) otherwise.
+
+        The throttle admits the attempt before the (slow) check and counts it when it ends, so
+        parallel guesses cannot all slip under the limit (see :mod:`comfytavern.throttle`). An
+        outdated stored hash is replaced after a success.
+        """
         ip = conn.client.host if conn.client else "unknown"
-        key = account.casefold()
-        wait = self.throttle.retry_after(key, ip)
-        if wait is not None:
-            raise LoginRefused(429, "too many failed login attempts; try again later", wait)
+        try:
+            attempt = await self.throttle.begin(
+                account.casefold(), ip, timeout=self.settings.password_queue_timeout_seconds
+            )
+        except Throttled as exc:
+            raise LoginRefused(429, "too many failed login attempts; try again later", exc.retry_after) from None
+        except ThrottleBusy as exc:
+            raise LoginRefused(503, str(exc), exc.retry_after) from None
         encoded = user.password_hash if user is not None else None
-        ok = await self.hasher.verify(password, encoded)
-        if not ok or user is None:
-            self.throttle.failure(key, ip)
-            raise LoginRefused(401, "invalid username or password" if account else "invalid password")
-        self.throttle.success(key, ip)
+        outcome: Literal["failed", "succeeded", "abandoned"] = "abandoned"
+        try:
+            if attempt.delay:
+                await anyio.sleep(attempt.delay)
+            try:
+                ok = await self.hasher.verify(password, encoded)
+            except PasswordHasherBusy as exc:
+                raise LoginRefused(503, str(exc), exc.retry_after) from None
+            if not ok or user is None:
+                outcome = "failed"
+                raise LoginRefused(401, "invalid username or password" if account else "invalid password")
+            outcome = "succeeded"
+        finally:
+            # Abandoned (503, or the caller went away before learning the answer): not counted.
+            self.throttle.finish(attempt, outcome)
         if encoded is not None and self.hasher.needs_rehash(encoded):
-            await self.store.update_user(user.id, UserChanges(password_hash=await self.hasher.hash(password)))
+            try:
+                await self.store.update_user(user.id, UserChanges(password_hash=await self.hasher.hash(password)))
+            except PasswordHasherBusy:
+                log.info("password hash of %s not upgraded now (the password queue is full); next login", user.id)
         return user
+
+    async def hash_password(self, password: str) -> str:
+        """A new hash for ``password``; a full password queue becomes HTTP 503 with ``Retry-After``."""
+        try:
+            return await self.hasher.hash(password)
+        except PasswordHasherBusy as exc:
+            raise refused(LoginRefused(503, str(exc), exc.retry_after)) from None
 
     async def start_session(self, conn: HTTPConnection, user_id: str) -> str:
         """A brand-new session for ``user_id`` (any session the caller presented is ended)."""
@@ -455,12 +445,12 @@ def summary(user: UserRecord) -> UserSummary:
 
 
 def refused(exc: LoginRefused, *, wrong_status: int = 401) -> Exception:
-    """The :class:`~comfytavern.http.ApiError` for a refused login (429 carries ``Retry-After``)."""
+    """The :class:`~comfytavern.http.ApiError` for a refused login (429 and 503 carry ``Retry-After``)."""
     from comfytavern.http import ApiError
 
-    if exc.status == 429:
+    if exc.status in (429, 503):
         seconds = max(1, int(exc.retry_after or 1) + 1)
-        return ApiError(429, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
+        return ApiError(exc.status, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
     return ApiError(wrong_status, exc.message)
 
 
@@ -502,7 +492,7 @@ async def change_password_response(identity: AccountIdentity, conn: HTTPConnecti
         await identity.check_password(conn, user.username, user, body.current_password)
     except LoginRefused as exc:
         raise refused(exc, wrong_status=403) from None
-    await identity.store.update_user(user.id, UserChanges(password_hash=await identity.hasher.hash(new)))
+    await identity.store.update_user(user.id, UserChanges(password_hash=await identity.hash_password(new)))
     await identity.store.delete_user_sessions(user.id)
     await identity.revocations.announce(Revocation.sessions(user.id))
     response = json_response(Done(success=True, message="password changed; other sessions were logged out"))
@@ -543,7 +533,12 @@ def session_routes(identity: AccountIdentity, *, password_summary: str) -> list[
             scope="account",
             body=PasswordChange,
             response=Done,
-            responses={403: "current password is wrong", 422: "new password too short", 429: "too many failed attempts"},
+            responses={
+                403: "current password is wrong",
+                422: "new password too short",
+                429: "too many failed attempts",
+                503: "too many password checks waiting",
+            },
             tags=["auth"],
         ),
     ]

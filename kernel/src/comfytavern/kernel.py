@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from comfytavern.auth import AuthBackend
 from comfytavern.config import Config, ConfigError
+from comfytavern.dialect import Dialect, resolve_dialect
 from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.nodes.reload import NodeReloadError, NodeSources, ReloadReport, collect_contributions
@@ -101,6 +102,9 @@ class Kernel:
             self.reload_nodes()
         except NodeReloadError as exc:  # only in strict mode: a pack failed to load
             raise StartupError(f"node packs: {exc}") from exc
+        #: The editor wire dialect (``editor.dialect``, or what ``auto`` recognised).
+        self.dialect: Dialect = resolve_dialect(self)
+        log.info("editor dialect %s (%s)", self.dialect.name, self.dialect.reason)
 
     # -- plugins ---------------------------------------------------------------------------
     @property

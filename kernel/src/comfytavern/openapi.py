@@ -145,8 +145,8 @@ def _operation_id(method: str, path: str, used: set[str], explicit: str | None) 
     return candidate
 
 
-def _error_content() -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(name="ErrorBody")}}}
+def _error_content(schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"application/json": {"schema": schema or {"$ref": REF_TEMPLATE.format(name="ErrorBody")}}}
 
 
 def build_openapi(
@@ -176,6 +176,12 @@ def build_openapi(
                 type_ = getattr(doc, field_name)
                 if type_ is not None:
                     refs[field_name] = schemas.add(type_)
+            for media_type, type_ in doc.body_alternatives.items():
+                refs[f"body:{media_type}"] = schemas.add(type_)
+            for media_type, type_ in doc.response_alternatives.items():
+                refs[f"response:{media_type}"] = schemas.add(type_)
+            if doc.error is not None:
+                refs["error"] = schemas.add(doc.error)
         wanted.append((endpoint, refs))
     schemas.build()
     schemas.components.setdefault("ErrorBody", schemas.get(error_index))
@@ -269,21 +275,34 @@ def _operation(
             main["content"] = {doc.content_type: {"schema": schemas.get(refs["response"])}}
         elif doc.status != 204 and doc.content_type != "application/json":
             main["content"] = {doc.content_type: {"schema": {"type": "string"}}}
+        for media_type in doc.response_alternatives:
+            main.setdefault("content", {})[media_type] = {"schema": schemas.get(refs[f"response:{media_type}"])}
         responses[str(doc.status)] = main
+        error_content = _error_content(schemas.get(refs["error"]) if "error" in refs else None)
         for code, text in sorted(doc.responses.items()):
             if code == doc.status:
                 continue
-            responses[str(code)] = {"description": text, **({"content": _error_content()} if code >= 400 else {})}
+            responses[str(code)] = {"description": text, **({"content": error_content} if code >= 400 else {})}
         standard: list[tuple[int, str]] = []
         if "body" in refs:
-            standard += [(400, "Malformed request body"), (413, "Request body too large"), (422, "Validation failed")]
+            standard += [
+                (400, "Malformed request body"),
+                (413, "Request body too large"),
+                (415, "Unsupported media type (the body is not one of the documented types)"),
+                (422, "Validation failed"),
+            ]
         if params:
-            standard.append((404, "Not found"))
+            # Ids are checked before use: control characters, `..`, path separators or reserved
+            # names are refused with 400 rather than looked up.
+            standard += [(400, "Invalid path parameter"), (404, "Not found")]
         if doc.auth != "public":
             standard.append((401, "Authentication required"))
             standard.append((403, "Administrator rights or an API key scope are missing" if doc.auth == "admin" or doc.scope else "Forbidden"))
+        combined: dict[str, list[str]] = {}
         for code, text in standard:
-            responses.setdefault(str(code), {"description": text, "content": _error_content()})
+            combined.setdefault(str(code), []).append(text)
+        for code_text, texts in combined.items():
+            responses.setdefault(code_text, {"description": "; ".join(texts), "content": error_content})
         op["x-auth"] = doc.auth
         if doc.scope:
             op["x-scope"] = f"{doc.scope}:{'read' if method in ('GET', 'HEAD') else 'write'}"
@@ -296,8 +315,52 @@ def _operation(
     op["responses"] = dict(sorted(responses.items()))
 
     if doc is not None and "body" in refs and method not in ("GET", "HEAD"):
-        op["requestBody"] = {"required": True, "content": {doc.body_content_type: {"schema": schemas.get(refs["body"])}}}
+        bodies = {doc.body_content_type: refs["body"]}
+        bodies.update({media: refs[f"body:{media}"] for media in doc.body_alternatives})
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                media: {
+                    "schema": _request_schema(media, schemas.get(index), schemas.components),
+                    **({"example": doc.body_examples[media]} if media in doc.body_examples else {}),
+                }
+                for media, index in bodies.items()
+            },
+        }
     return op
+
+
+def _is_bytes(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("type") == "string" and schema.get("contentEncoding") == "base64"
+
+
+def _binary(schema: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in schema.items() if k != "contentEncoding"}
+    out["format"] = "binary"
+    return out
+
+
+def _request_schema(media_type: str, schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    """A request body's schema for ``media_type``: JSON as generated; for a raw binary body
+    (``bytes``) and for the ``bytes`` fields of a multipart form (its file parts) the raw-bytes
+    form ``{"type": "string", "format": "binary"}`` instead of JSON's base64 text."""
+    if _is_bytes(schema):
+        return _binary(schema)
+    if media_type != "multipart/form-data":
+        return schema
+    resolved = _resolve(schema, components)
+    properties = resolved.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+
+    def part(prop: Any) -> Any:
+        if _is_bytes(prop):
+            return _binary(prop)
+        if isinstance(prop, dict) and isinstance(prop.get("anyOf"), list):
+            return {**prop, "anyOf": [part(item) for item in prop["anyOf"]]}
+        return prop
+
+    return {**resolved, "properties": {name: part(prop) for name, prop in properties.items()}}
 
 
 def _access_text(doc: RouteDoc, method: str) -> str:

@@ -13,8 +13,11 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,12 +35,14 @@ __all__ = [
     "HEADER_AUTH_MODE",
     "NO_STORAGE",
     "client_for",
+    "frozen_password_hashing",
     "header_auth_plugin",
     "live_server",
     "make_config",
     "make_dist",
     "make_kernel",
     "on_path",
+    "seed_frontend_dist",
 ]
 
 #: Storage left unconfigured, for tests that need no storage plugin.
@@ -159,15 +164,17 @@ def client_for(kernel: Kernel, **kwargs: Any) -> TestClient:
 
 
 @contextmanager
-def live_server(app: Any, *, timeout: float = 20.0) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on ``127.0.0.1`` (a free port, lifespan on) in a thread; yields
-    the base URL. For tests that need real sockets (real WebSocket close codes, real clients)."""
-    import threading
-    import time
-
+def live_server(target: Any, *, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
+    """Serve a kernel (or an app made by :func:`create_app`) with the uvicorn settings of
+    ``comfytavern serve`` on a free port of ``host``, in a thread; yields the base URL. For tests
+    that need real sockets (concurrent clients, peer addresses, proxy headers, close codes)."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"))
+    from comfytavern.cli import uvicorn_config
+
+    app = create_app(target) if isinstance(target, Kernel) else target
+    kernel = target if isinstance(target, Kernel) else app.state.kernel
+    server = uvicorn.Server(uvicorn_config(app, kernel.config, host=host, port=0, lifespan="on"))
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -178,10 +185,56 @@ def live_server(app: Any, *, timeout: float = 20.0) -> Iterator[str]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=timeout)
+
+
+@contextmanager
+def frozen_password_hashing(*, at_most: float = 20.0) -> Iterator[Any]:
+    """Fault injection: while inside, every Argon2id derivation in the process blocks, as one
+    that never returns would. Leaving (or ``at_most`` seconds, whichever comes first, so a test of
+    code that would hang still ends) lets them go; the yielded function lets them go early."""
+    from comfytavern import crypto
+
+    crypto._ARGON2_LOCK.acquire()
+    released = threading.Event()
+    guard = threading.Lock()
+
+    def release() -> None:
+        with guard:
+            if not released.is_set():
+                released.set()
+                crypto._ARGON2_LOCK.release()
+
+    timer = threading.Timer(at_most, release)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield release
+    finally:
+        timer.cancel()
+        release()
+
+
+#: Environment variable naming the seed-era editor build (``dist`` folder) for the tests.
+SEED_FRONTEND_ENV = "CT_SEED_FRONTEND"
+_SEED_FRONTEND = Path("shared") / "frontends" / "comfytavern-2025-06" / "dist"
+
+
+def seed_frontend_dist() -> Path | None:
+    """The seed-era editor build: ``$CT_SEED_FRONTEND``, else ``shared/frontends/...`` beside the
+    repository (or one level up, for a git worktree); ``None`` when there is none."""
+    configured = os.environ.get(SEED_FRONTEND_ENV)
+    if configured:
+        path = Path(configured)
+        return path if (path / "index.html").is_file() else None
+    root = Path(__file__).resolve().parents[3]
+    for base in (root.parent, root.parent.parent):
+        if (base / _SEED_FRONTEND / "index.html").is_file():
+            return base / _SEED_FRONTEND
+    return None
 
 
 # -- fake installed distributions -------------------------------------------------------------

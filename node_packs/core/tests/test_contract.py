@@ -1,8 +1,8 @@
 """The served core definitions against the original's (so saved workflows open and run here).
 
 The fixtures are the original's ``GET /api/nodes`` entries for the core nodes of this pack, with
-display names and descriptions removed (ours are our own wording). Everything a workflow or the
-editor's widgets depend on must match: slot keys and their order, data-flow types, flags,
+display names and descriptions removed (``tests/test_node_reference.py`` compares those). Everything
+a workflow or the editor's widgets depend on must match: slot keys and their order, data-flow types, flags,
 match categories, widget config (defaults included), config schema and values, modes, width,
 dynamic slots and the client script URL.
 """

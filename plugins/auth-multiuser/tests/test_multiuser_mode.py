@@ -47,8 +47,8 @@ def make(tmp_path: Path, **settings: Any) -> Any:
     )
 
 
-def register(client: TestClient, username: str, password: str = "password-123", **extra: Any) -> Any:
-    return client.post("/api/auth/register", json={"username": username, "password": password, **extra})
+def register(client: TestClient, username: str, password: str = "password-123", headers: dict[str, str] | None = None, **extra: Any) -> Any:
+    return client.post("/api/auth/register", json={"username": username, "password": password, **extra}, headers=headers)
 
 
 def ws_identity(client: TestClient) -> dict[str, Any]:
@@ -137,6 +137,29 @@ def test_login_logout_and_throttling(tmp_path: Path) -> None:
         blocked = client.post("/api/auth/login", json={"username": "alice", "password": "alice-password"})
         assert blocked.status_code == 429
         assert "retry-after" in blocked.headers
+
+
+def test_failures_from_elsewhere_never_lock_the_owner_out_of_a_new_address(tmp_path: Path) -> None:
+    """100 failures from one address (its own limits raised, so all 100 count) reach the account's
+    limit; the right password from another address still logs in, slowed down, not refused."""
+    kernel = make(tmp_path, login_max_failures=1000, login_max_failures_per_ip=1000)
+    with client_for(kernel, client=LOOPBACK) as attacker:
+        assert register(attacker, "alice", "alice-password").status_code == 201
+        attacker.post("/api/auth/logout")
+        for index in range(100):
+            wrong = attacker.post("/api/auth/login", json={"username": "alice", "password": f"guess {index}"})
+            assert wrong.status_code == 401
+    with client_for(kernel, client=("127.0.0.2", 50000)) as owner:
+        assert owner.post("/api/auth/login", json={"username": "alice", "password": "alice-password"}).status_code == 200
+
+
+def test_first_registration_through_an_unlisted_proxy_is_not_from_this_machine(tmp_path: Path) -> None:
+    """A reverse proxy on this machine that nobody listed in server.trusted_proxies relays anyone:
+    its requests come from 127.0.0.1 but must not count as "this machine"."""
+    with client_for(make(tmp_path), client=LOOPBACK) as client:
+        relayed = register(client, "admin", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert relayed.status_code == 403
+        assert register(client, "admin").status_code == 201
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:

@@ -212,6 +212,24 @@ def test_login_is_throttled(tmp_path: Path) -> None:
         assert other.post("/api/auth/login", json={"password": PASSWORD}).status_code == 200
 
 
+def test_first_run_through_a_proxy_counts_only_when_the_proxy_is_trusted(tmp_path: Path) -> None:
+    relayed = {"X-Forwarded-For": "203.0.113.7"}
+    with client_for(make(tmp_path), client=LOOPBACK) as client:
+        # An unlisted proxy on this machine relays anyone: not "from this machine".
+        assert client.post("/api/auth/setup", json={"password": PASSWORD}, headers=relayed).status_code == 403
+    trusted = make_kernel(
+        tmp_path / "trusted",
+        storage=STORAGE,
+        server={"trusted_proxies": ["127.0.0.1"]},
+        auth={"mode": "local-password", "settings": {"local-password": FAST}},
+    )
+    with client_for(trusted, client=LOOPBACK) as client:
+        # A listed proxy says who the client is: a remote one is refused, this machine is not.
+        assert client.post("/api/auth/setup", json={"password": PASSWORD}, headers=relayed).status_code == 403
+        local = {"X-Forwarded-For": "127.0.0.1"}
+        assert client.post("/api/auth/setup", json={"password": PASSWORD}, headers=local).status_code == 201
+
+
 def test_service_keys_work_without_a_session(tmp_path: Path) -> None:
     with client_for(make(tmp_path), client=LOOPBACK) as client:
         setup_password(client)

@@ -224,6 +224,66 @@ def test_import_bad_inputs(tmp_path: Path, kernel_factory) -> None:
     assert not library.exists() or [p.name for p in library.iterdir()] == []
 
 
+WRONG_TYPES = [
+    (v2_card("X", character_version=1.5), "data.character_version must be a string, not number"),
+    (v2_card("X", description=42), "data.description must be a string, not number"),
+    (v2_card("X", creator=True), "data.creator must be a string, not boolean"),
+    (v2_card("X", tags="a, b"), "data.tags must be a list of strings, not string"),
+    (v2_card("X", tags=["a", 3]), "data.tags must be a list of strings, not list"),
+    (v2_card("X", alternate_greetings=[None]), "data.alternate_greetings must be a list of strings"),
+    (v2_card("X", extensions=[]), "data.extensions must be an object, not list"),
+    (v2_card("X", character_book={"entries": [{"keys": "k", "content": "c"}]}),
+     "data.character_book.entries[0].keys must be a list of strings, not string"),
+    (v2_card("X", character_book={"entries": [{"keys": ["k"], "content": "c", "enabled": "yes"}]}),
+     "data.character_book.entries[0].enabled must be a boolean, not string"),
+    (v2_card("X", character_book={"entries": ["not an entry"]}), "data.character_book.entries[0] must be an object"),
+    (v2_card("X", character_book={"scan_depth": "4", "entries": []}), "data.character_book.scan_depth must be a number"),
+    ({**v2_card("X"), "spec_version": 2.0}, "spec_version must be a string, not number"),
+    (v3_card("X", nickname=["n"]), "data.nickname must be a string, not list"),
+    (v3_card("X", creation_date="2024-01-01"), "data.creation_date must be a number, not string"),
+    (v3_card("X", assets={"type": "icon"}), "data.assets must be a list, not object"),
+    (v3_card("X", assets=[{"type": "icon", "uri": 5}]), "data.assets[0].uri must be a string, not number"),
+    (v3_card("X", creator_notes_multilingual={"en": 1}), "data.creator_notes_multilingual.en must be a string"),
+    (v1_card("Old", personality=7), "card.personality must be a string, not number"),
+    ({"char_name": "Py", "char_persona": ["p"]}, "card.char_persona must be a string, not list"),
+]
+
+
+@pytest.mark.parametrize(("payload", "message"), WRONG_TYPES)
+def test_import_refuses_fields_of_the_wrong_type(client: TestClient, library: Path, payload: dict, message: str) -> None:
+    as_json = client.post("/api/characters/import", content=json.dumps(payload), headers={"Content-Type": "application/json"})
+    as_png = client.post("/api/characters/import", files={"file": ("c.png", card_png([("chara", payload)]), "image/png")})
+    for r in (as_json, as_png):
+        assert r.status_code == 422, r.text
+        assert message in r.json()["error"]
+    assert list(library.iterdir()) == []
+
+
+def test_import_accepts_nulls_and_well_typed_optional_fields(client: TestClient, library: Path) -> None:
+    book = {"name": "b", "scan_depth": 4, "extensions": {}, "entries": [
+        {"keys": ["k"], "content": "c", "enabled": True, "insertion_order": 100, "extensions": {}, "id": 1,
+         "position": "before_char", "case_sensitive": None}]}
+    payload = v3_card("Typed", character_version=None, tags=None, nickname="T", creation_date=1700000000,
+                      source=["https://example.invalid"], character_book=book, creator_notes_multilingual={"en": "hi"})
+    r = client.post("/api/characters/import", content=json.dumps(payload), headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+
+
+def test_library_files_stay_readable_with_lenient_types(client: TestClient, library: Path) -> None:
+    (library / "Lenient.json").write_text(json.dumps(v2_card("Lenient", character_version=1.5, tags="a, b")))
+    entry = client.get("/api/characters").json()["data"][0]
+    assert entry["characterVersion"] == "1.5" and entry["tags"] == ["a", "b"]
+
+
+def test_import_of_a_deeply_nested_card_is_a_422(client: TestClient, library: Path) -> None:
+    for depth in (200, 990, 5000):
+        deep = "[" * depth + "]" * depth
+        body = '{"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "D", "extensions": {"x": ' + deep + "}}}"
+        r = client.post("/api/characters/import", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422 and "nested too deeply" in r.json()["error"], (depth, r.text)
+    assert list(library.iterdir()) == []
+
+
 def test_export_png_round_trip(client: TestClient, library: Path) -> None:
     (library / "Exp.png").write_bytes(card_png([("chara", v2_card("Exp", tags=["a"], weird={"k": [1]}))], kind="iTXt"))
     r = client.get("/api/characters/Exp/export")

@@ -236,6 +236,67 @@ def test_an_unsupported_type_does_not_break_the_document() -> None:
     }
 
 
+class UploadForm(msgspec.Struct):
+    picture: bytes
+    caption: str = ""
+    thumbnail: bytes | None = None
+
+
+def test_uploads_invalid_ids_and_media_types_are_described() -> None:
+    async def endpoint(request: Request) -> Response:
+        return json_response({})
+
+    routes = [
+        route("/up", endpoint, methods=["POST"], body=UploadForm, body_content_type="multipart/form-data",
+              body_alternatives={"image/png": bytes, "application/json": dict[str, Any]},
+              body_examples={"application/json": {"k": 1}}),
+        route("/json/{thing_id}", endpoint, methods=["PUT"], body=ItemIn),
+        route("/plain/{thing_id}", endpoint),
+    ]
+    doc = build_openapi(routes)
+    validate(doc)
+    upload = doc["paths"]["/up"]["post"]
+    content = upload["requestBody"]["content"]
+    assert set(content) == {"multipart/form-data", "image/png", "application/json"}
+    form = content["multipart/form-data"]["schema"]
+    assert form["properties"]["picture"] == {"type": "string", "format": "binary"}
+    assert form["properties"]["caption"] == {"type": "string", "default": ""}
+    assert {"type": "string", "format": "binary"} in form["properties"]["thumbnail"]["anyOf"]
+    assert form["required"] == ["picture"]
+    assert content["image/png"]["schema"] == {"type": "string", "format": "binary"}
+    assert content["application/json"] == {"schema": {"type": "object"}, "example": {"k": 1}}
+    assert "415" in upload["responses"]
+    put = doc["paths"]["/json/{thing_id}"]["put"]["responses"]
+    # a refused id (control characters, "..", reserved names) is a documented 400, like a bad body
+    assert put["400"]["description"] == "Malformed request body; Invalid path parameter"
+    assert {"404", "413", "415", "422"} <= set(put)
+    assert doc["paths"]["/plain/{thing_id}"]["get"]["responses"]["400"]["description"] == "Invalid path parameter"
+
+
+def test_mode_dependent_and_streamed_answers_have_their_real_schemas(spec: dict[str, Any]) -> None:
+    current = spec["paths"]["/api/auth/current"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert current["discriminator"]["propertyName"] == "mode"
+    assert set(current["discriminator"]["mapping"]) == {"SingleUser", "MultiUser"}
+    events = spec["paths"]["/api/prompt/{prompt_id}/events"]["get"]["responses"]["200"]["content"]
+    frame = _resolve(spec, events["text/event-stream"]["schema"])  # OpenAPI 3.1: the schema of one event
+    assert frame["required"] == ["event", "data"]
+    assert frame["properties"]["data"]["contentMediaType"] == "application/json"
+    for path, method in (("/api/characters/import", "post"), ("/api/users/me/avatar", "post")):
+        content = spec["paths"][path][method]["requestBody"]["content"]
+        assert "multipart/form-data" in content, path
+
+
+def test_405_lists_every_method_served_at_the_path(spec: dict[str, Any], make_full_kernel: Any) -> None:
+    with client_for(make_full_kernel()) as client:
+        r = client.request("OPTIONS", "/api/projects")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD, POST"
+        r = client.patch("/api/projects/some-id/workflows/wf")
+        assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, HEAD, PUT"
+        # a fixed path wins over a template that also matches it, as in OpenAPI
+        r = client.request("OPTIONS", "/api/characters/import")
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
 def test_docs_page_works_offline(kernel: Any) -> None:
     with client_for(kernel) as client:
         page = client.get("/docs")

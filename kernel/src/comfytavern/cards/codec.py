@@ -14,13 +14,13 @@ from typing import Any
 import msgspec
 
 from comfytavern.cards.errors import CardTooLargeError, InvalidCardError
+from comfytavern.http import JsonTooDeep, decode_json
 
 __all__ = ["MAX_CARD_JSON_BYTES", "decode_card_json", "decode_card_text", "encode_card_text"]
 
 #: Ceiling for one card's JSON text (cards with embedded lorebooks reach a few MiB).
 MAX_CARD_JSON_BYTES = 16 * 1024 * 1024
 
-_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
@@ -48,17 +48,17 @@ def decode_card_json(raw: bytes, *, max_bytes: int = MAX_CARD_JSON_BYTES) -> Any
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
-        return _decoder.decode(raw)
+        return decode_json(raw, what="character card")
+    except JsonTooDeep as exc:
+        raise InvalidCardError(f"the card JSON is nested too deeply ({exc})") from None
     except msgspec.DecodeError as exc:
         try:
             text = raw.decode("utf-8", errors="replace").encode("utf-8")
             if text != raw:
-                return _decoder.decode(text)
+                return decode_json(text, what="character card")
         except msgspec.DecodeError:
             pass
         raise InvalidCardError(f"the card is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidCardError("the card JSON is nested too deeply") from None
 
 
 def decode_card_text(text: str, *, latin1: bool = True, max_bytes: int = MAX_CARD_JSON_BYTES) -> Any:

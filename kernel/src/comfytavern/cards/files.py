@@ -38,28 +38,34 @@ def card_kind(head: bytes) -> CardKind | None:
     return None
 
 
-def read_png_card(stream: BinaryIO, *, limits: PngLimits = DEFAULT_LIMITS) -> CharacterCard:
-    """The card embedded in a PNG: the first ``ccv3`` chunk, else the first ``chara``."""
+def read_png_card(stream: BinaryIO, *, limits: PngLimits = DEFAULT_LIMITS, strict: bool = False) -> CharacterCard:
+    """The card embedded in a PNG: the first ``ccv3`` chunk, else the first ``chara``.
+
+    ``strict`` refuses fields of the wrong type (see :func:`comfytavern.cards.parse_card`)."""
     chunk = find_card_chunk(stream, limits=limits)
     value = decode_card_text(
         chunk.text,
         latin1=chunk.chunk_type != "iTXt",
         max_bytes=min(MAX_CARD_JSON_BYTES, limits.max_text_chunk_bytes),
     )
-    return parse_card(value)
+    return parse_card(value, strict=strict)
 
 
-def read_json_card(raw: bytes, *, max_bytes: int = MAX_CARD_JSON_BYTES) -> CharacterCard:
-    return parse_card(decode_card_json(raw, max_bytes=max_bytes))
+def read_json_card(raw: bytes, *, max_bytes: int = MAX_CARD_JSON_BYTES, strict: bool = False) -> CharacterCard:
+    return parse_card(decode_card_json(raw, max_bytes=max_bytes), strict=strict)
 
 
-def read_card_bytes(data: bytes, *, limits: PngLimits = DEFAULT_LIMITS) -> tuple[CharacterCard, CardKind]:
-    """A card from an uploaded file's bytes, PNG or JSON, decided by content."""
+def read_card_bytes(
+    data: bytes, *, limits: PngLimits = DEFAULT_LIMITS, strict: bool = False
+) -> tuple[CharacterCard, CardKind]:
+    """A card from an uploaded file's bytes, PNG or JSON, decided by content (``strict`` for
+    uploads: fields of the wrong type are refused, not coerced)."""
     kind = card_kind(data[:64])
     if kind == "png":
-        return read_png_card(io.BytesIO(data), limits=limits), kind
+        return read_png_card(io.BytesIO(data), limits=limits, strict=strict), kind
     if kind == "json":
-        return read_json_card(data, max_bytes=min(MAX_CARD_JSON_BYTES, limits.max_text_bytes)), kind
+        max_bytes = min(MAX_CARD_JSON_BYTES, limits.max_text_bytes)
+        return read_json_card(data, max_bytes=max_bytes, strict=strict), kind
     raise InvalidCardError("not a character card: expected a PNG image or a JSON object")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from comfytavern.cards.errors import InvalidCardError
+from comfytavern.cards.strict import check_card_types, check_pygmalion_types, check_v1_types
 
 __all__ = [
     "V1_FIELDS",
@@ -145,11 +146,12 @@ def _from_pygmalion(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def parse_card(obj: Any) -> CharacterCard:
+def parse_card(obj: Any, *, strict: bool = False) -> CharacterCard:
     """Validate and normalise a decoded card JSON (V1, V2, V3 or Pygmalion/Gradio).
 
     Raises :class:`InvalidCardError` naming the offending field. Newer 3.x spec versions are
-    accepted (the V3 spec asks for a warning, not a rejection).
+    accepted (the V3 spec asks for a warning, not a rejection). ``strict`` (uploads) refuses
+    spec'd fields of the wrong type instead of coercing them (:mod:`comfytavern.cards.strict`).
     """
     if not isinstance(obj, dict):
         raise InvalidCardError("a character card must be a JSON object")
@@ -160,6 +162,8 @@ def parse_card(obj: Any) -> CharacterCard:
     if spec in _SPECS or (spec is None and isinstance(raw_data, dict) and "name" in raw_data):
         if not isinstance(raw_data, dict):
             raise InvalidCardError("data must be an object")
+        if strict:
+            check_card_types(raw_data, spec_version=obj.get("spec_version"))
         data = copy.deepcopy(raw_data)
         for key in V1_FIELDS:  # ST cards mirror V1 fields at the top level
             if data.get(key) in (None, "") and isinstance(obj.get(key), str):
@@ -169,8 +173,12 @@ def parse_card(obj: Any) -> CharacterCard:
         spec_version = obj.get("spec_version")
         spec_version_text = str(spec_version) if spec_version is not None else None
     elif "char_name" in obj:
+        if strict:
+            check_pygmalion_types(obj)
         data, version, source, spec_version_text = _from_pygmalion(obj), 1, "pygmalion", None
     elif "name" in obj:
+        if strict:
+            check_v1_types(obj)
         data, version, source, spec_version_text = _from_v1(obj), 1, "v1", None
     else:
         raise InvalidCardError("not a character card: no name field")

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from comfytavern.http import validation_details
+from comfytavern.http import JsonTooDeep, decode_json, validation_details
 
 __all__ = [
     "ExecutionEdge",
@@ -95,10 +95,11 @@ def convert_payload(raw: Any) -> ExecutionPayload:
 
 
 def decode_payload(data: bytes | str) -> ExecutionPayload:
-    """Decode and validate raw JSON (the HTTP path)."""
+    """Decode and validate raw JSON (the HTTP path); too deep nesting counts as malformed."""
     try:
-        return _normalise(msgspec.json.decode(data, type=ExecutionPayload))
-    except msgspec.ValidationError as exc:
-        raise PayloadError("invalid execution payload", validation_details(exc)) from None
+        raw = decode_json(data)
+    except JsonTooDeep as exc:
+        raise PayloadError("malformed JSON", [{"path": "$", "message": str(exc)}]) from None
     except msgspec.DecodeError as exc:
         raise PayloadError("malformed JSON", validation_details(exc)) from None
+    return convert_payload(raw)

@@ -85,6 +85,7 @@ class Input(_Wire):
                 f"unknown dataFlowType {self.data_flow_type!r}; expected one of "
                 f"{', '.join(sorted(DATA_FLOW_TYPES))}"
             )
+        _canonical_stream(self)
 
     @property
     def default(self) -> Any:
@@ -115,6 +116,14 @@ class Output(_Wire):
     def __post_init__(self) -> None:
         if self.data_flow_type not in DATA_FLOW_TYPES:
             raise ValueError(f"unknown dataFlowType {self.data_flow_type!r}")
+        _canonical_stream(self)
+
+
+def _canonical_stream(slot: Input | Output) -> None:
+    """A seed-era ``STREAM`` slot is also flagged ``isStream`` (the canonical, later form); the
+    seed dialect (``comfytavern.dialect``) turns the flag back into ``STREAM`` on the wire."""
+    if slot.data_flow_type == "STREAM":
+        slot.is_stream = True
 
 
 #: The value the editor treats as "empty" per type (and the bypass fallback).

@@ -7,7 +7,10 @@ own versioned migrations, recorded in ``schema_migrations``.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,11 +19,14 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from comfytavern.files import private_dir
 from comfytavern.services import SQLITE_DATABASES, Services
 
 __all__ = ["SqliteDatabase", "shared_database"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("comfytavern.storage.sqlite")
 
 
 class SqliteDatabase:
@@ -38,7 +44,7 @@ class SqliteDatabase:
             if self._conn is not None:
                 return
             if str(self.path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
             conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
@@ -117,6 +123,19 @@ class SqliteDatabase:
             return applied
 
         return await self.run(apply)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 in a 0700 folder before SQLite opens it (it holds password
+    hashes and sessions; SQLite gives its ``-wal``/``-shm`` files the database file's mode).
+    An existing file keeps its mode, with a warning when others can read it."""
+    private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s is readable by other users (mode %o); run: chmod 600 %s", path, mode & 0o777, path)
 
 
 def _split_sql(script: str) -> list[str]:

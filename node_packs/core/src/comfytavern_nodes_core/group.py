@@ -21,10 +21,11 @@ __all__ = ["NODES", "group_input", "group_output", "node_group"]
 log = logging.getLogger("comfytavern.nodes.core.group")
 
 _CONVERTIBLE_HELP = (
-    "可转换插槽，初始类型为 `CONVERTIBLE_ANY`。\n\n"
-    "- 连上线后，类型与名称会跟随对端自动确定。\n"
-    "- 同时会再出现一个新的空心插槽，供下一次连接使用。\n"
-    "- 接口属性可在**侧边栏**中修改。"
+    "这是一个**可转换**的插槽，初始类型为 `CONVERTIBLE_ANY`。\n"
+    "\n"
+    "- 连接后，其类型和名称将根据连接自动更新。\n"
+    "- 会生成一个新的**空心插槽**。\n"
+    "- 可在**侧边栏**编辑接口属性。"
 )
 
 
@@ -43,11 +44,11 @@ def _slot_default(key: str, slot: Any) -> tuple[bool, Any]:
     category="Group",
     display_name="🧬组输入",
     description=(
-        "工作流（或节点组）的输入接口。\n\n"
-        "- 把**空心插槽**连到其他节点时，它会按对端自动确定类型和名称。\n"
-        "- 每连上一个，就会补出一个新的空心插槽。\n"
-        "- 接口的名称、类型和默认值可在**侧边栏**中编辑。\n\n"
-        "运行时每个接口输出它在接口定义里的默认值。"
+        "定义节点组的输入接口。\n"
+        "\n"
+        "- 当一个**空心插槽**被连接时，它的类型和名称会根据连接自动更新。\n"
+        "- 会生成一个新的**空心插槽**以供后续连接。\n"
+        "- 可在**侧边栏**编辑接口属性。"
     ),
     dynamic_slots=True,
     outputs={
@@ -95,10 +96,11 @@ def _streams(value: Any) -> list[AsyncIterable[Any]]:
     category="Group",
     display_name="🧬组输出",
     description=(
-        "工作流（或节点组）的输出接口。\n\n"
-        "- 把其他节点连到**空心插槽**时，它会按对端自动确定类型和名称。\n"
-        "- 每连上一个，就会补出一个新的空心插槽。\n"
-        "- 接口属性可在**侧边栏**中编辑。"
+        "定义节点组的输出接口。\n"
+        "\n"
+        "- 当一个**空心插槽**被连接时，它的类型和名称会根据连接自动更新。\n"
+        "- 会生成一个新的**空心插槽**以供后续连接。\n"
+        "- 可在**侧边栏**编辑接口属性。"
     ),
     dynamic_slots=True,
     inputs={
@@ -124,13 +126,13 @@ async def group_output(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, An
     type="NodeGroup",
     category="Group",
     display_name="📦节点组",
-    description="把另一个已保存的工作流当作一个节点使用（可复用的节点组）。",
+    description="实例化一个可复用的节点组",
     width=250,
     config_schema={
         "referencedWorkflowId": Input(
             data_flow_type="STRING",
             display_name="引用的工作流",
-            description="作为本节点组内容的工作流",
+            description="选择一个保存的工作流作为节点组定义",
             required=True,
             match_categories=["ResourceId"],
             config={

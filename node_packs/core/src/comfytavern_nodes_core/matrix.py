@@ -217,8 +217,8 @@ def _single() -> dict[str, Input]:
     return {"matrix": Input(data_flow_type="OBJECT", display_name="矩阵", required=True, match_categories=["Matrix"])}
 
 
-_PAIR_INPUTS = {"a": _operand("A"), "b": _operand("B")}
-_ANY_RESULT = {"result": Output(data_flow_type="WILDCARD", display_name="结果", description="矩阵、向量或标量")}
+_PAIR_INPUTS = {"a": _operand("矩阵 A"), "b": _operand("矩阵 B")}
+_ANY_RESULT = {"result": Output(data_flow_type="WILDCARD", display_name="结果", description="输出可以是矩阵或标量")}
 _MATRIX_RESULT = {"result": Output(data_flow_type="OBJECT", display_name="结果", match_categories=["Matrix"])}
 
 _BINARY: dict[str, Callable[[Operand, Operand], Operand]] = {
@@ -229,19 +229,19 @@ _BINARY: dict[str, Callable[[Operand, Operand], Operand]] = {
 _UNARY: dict[str, Callable[[Operand], Any]] = {"transpose": _transpose, "invert": _invert, "det": _determinant}
 
 _MODES = {
-    "add": Mode(display_name="加", description="逐元素相加（标量会加到每个元素上）", inputs=_PAIR_INPUTS, outputs=_ANY_RESULT),
-    "subtract": Mode(display_name="减", description="逐元素相减（标量作用于每个元素）", inputs=_PAIR_INPUTS, outputs=_ANY_RESULT),
+    "add": Mode(display_name="相加", description="将两个矩阵或标量相加", inputs=_PAIR_INPUTS, outputs=_ANY_RESULT),
+    "subtract": Mode(display_name="相减", description="将两个矩阵或标量相减", inputs=_PAIR_INPUTS, outputs=_ANY_RESULT),
     "multiply": Mode(
-        display_name="乘",
-        description="矩阵乘法；两个向量相乘得到点积，标量则逐元素相乘",
+        display_name="相乘",
+        description="将两个矩阵、向量或标量相乘",
         inputs=_PAIR_INPUTS,
-        outputs={"result": Output(data_flow_type="WILDCARD", display_name="结果", description="矩阵、向量，或向量点积得到的标量")},
+        outputs={"result": Output(data_flow_type="WILDCARD", display_name="结果", description="输出可以是矩阵或标量（例如向量点积）")},
     ),
-    "transpose": Mode(display_name="转置", description="行列互换", inputs=_single(), outputs=_MATRIX_RESULT),
-    "invert": Mode(display_name="求逆", description="方阵的逆矩阵（奇异矩阵会报错）", inputs=_single(), outputs=_MATRIX_RESULT),
+    "transpose": Mode(display_name="转置", description="计算矩阵的转置", inputs=_single(), outputs=_MATRIX_RESULT),
+    "invert": Mode(display_name="求逆", description="计算方阵的逆", inputs=_single(), outputs=_MATRIX_RESULT),
     "det": Mode(
         display_name="行列式",
-        description="方阵的行列式",
+        description="计算方阵的行列式",
         inputs=_single(),
         outputs={"result": Output(data_flow_type="FLOAT", display_name="行列式")},
     ),
@@ -261,7 +261,7 @@ _LABELS = {
     type="MatrixOperation",
     category="数学",
     display_name="矩阵运算",
-    description="矩阵与向量运算：加、减、乘、转置、求逆、行列式。输入可以是数组，也可以是它的 JSON 文本。",
+    description="执行各种矩阵运算",
     inputs=_PAIR_INPUTS,
     outputs=_ANY_RESULT,
     config_schema=operation_mode_schema(_LABELS.items(), "add"),

@@ -26,13 +26,13 @@ ROLES = ("system", "user", "assistant")
     type="CreateMessage",
     category="LLM",
     display_name="💬创建消息",
-    description="用角色和内容组成一条对话消息，输出为只含这一条消息的 JSON 数组；内容为空时输出空数组。",
+    description="创建一条单独的对话消息",
     width=300,
     inputs={
         "role": Input(
             data_flow_type="STRING",
             display_name="角色",
-            description="谁说的这句话：system、user 或 assistant",
+            description="消息发送者的角色",
             required=True,
             match_categories=["ComboOption"],
             config={
@@ -43,7 +43,7 @@ ROLES = ("system", "user", "assistant")
         "content": Input(
             data_flow_type="STRING",
             display_name="内容",
-            description="消息正文",
+            description="消息的具体内容",
             required=True,
             match_categories=["UiBlock", "CanPreview"],
             config={"default": "", "multiline": True, "placeholder": "请输入消息内容..."},
@@ -53,7 +53,7 @@ ROLES = ("system", "user", "assistant")
         "messages": Output(
             data_flow_type="STRING",
             display_name="消息",
-            description="JSON 数组文本，内含这一条消息",
+            description="包含单条消息的JSON字符串",
             match_categories=["Json", "ChatHistory"],
         )
     },
@@ -99,13 +99,13 @@ def _messages_of(item: Any, position: int) -> list[Any]:
     type="MergeMessages",
     category="LLM",
     display_name="🤝合并消息",
-    description="按连接顺序把多条消息或多段消息列表拼成一份对话历史；无法解析的输入会被跳过。",
+    description="将多条消息或消息列表合并成一个完整的消息历史",
     width=200,
     inputs={
         "message_inputs": Input(
             data_flow_type="STRING",
-            display_name="消息",
-            description="单条消息或消息列表（JSON 文本），可连接多个",
+            display_name="消息输入",
+            description="要合并的消息或消息列表 (JSON字符串)",
             required=True,
             multi=True,
             match_categories=["Json", "ChatMessage", "ChatHistory"],
@@ -115,7 +115,7 @@ def _messages_of(item: Any, position: int) -> list[Any]:
         "messages": Output(
             data_flow_type="STRING",
             display_name="消息列表",
-            description="合并后的消息列表（JSON 文本）",
+            description="合并后的消息列表 (JSON字符串)",
             match_categories=["Json", "ChatHistory"],
         )
     },

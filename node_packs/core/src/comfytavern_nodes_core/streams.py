@@ -58,12 +58,12 @@ def summarize(chunk: Any) -> str:
     type="StreamLogger",
     category="实用工具",
     display_name="🧻Stream Logger",
-    description="把流经的每个数据块记到服务器日志里（类型和内容开头），再原样传下去，方便调试流式节点。",
+    description="Logs incoming stream chunks to the console for debugging purposes.",
     inputs={
         "inputStream": Input(
             data_flow_type="WILDCARD",
-            display_name="输入流",
-            description="要记录的流",
+            display_name="流输入",
+            description="输入流，将被记录到控制台",
             required=True,
             is_stream=True,
         )
@@ -71,8 +71,8 @@ def summarize(chunk: Any) -> str:
     outputs={
         "outputStream": Output(
             data_flow_type="WILDCARD",
-            display_name="输出流",
-            description="与输入完全相同的流",
+            display_name="流输出",
+            description="记录后传出的原始流数据",
             is_stream=True,
         )
     },
@@ -91,19 +91,19 @@ async def stream_logger(inputs: dict[str, Any], ctx: NodeContext) -> AsyncIterat
     type="StreamSuffixRelay",
     category="实用工具",
     display_name="➡️流后缀接力",
-    description="给文本流中的每个文本块末尾加上后缀后继续往下传；其他类型的数据块原样通过。",
+    description="接收一个文本流，为每个文本块添加指定后缀，然后接力输出流。",
     inputs={
         "inputStream": Input(
             data_flow_type="STRING",
             display_name="输入流",
-            description="要加后缀的文本流",
+            description="要处理的输入文本流",
             required=True,
             is_stream=True,
         ),
         "suffix": Input(
             data_flow_type="STRING",
             display_name="后缀",
-            description="追加到每个文本块后面的字符串（支持 `\\n` 等转义）",
+            description="要添加到每个文本块末尾的后缀字符串",
             config={"default": DEFAULT_SUFFIX, "multiline": False, "placeholder": "输入后缀", "label": "后缀"},
         ),
     },
@@ -111,7 +111,7 @@ async def stream_logger(inputs: dict[str, Any], ctx: NodeContext) -> AsyncIterat
         "outputStream": Output(
             data_flow_type="STRING",
             display_name="输出流",
-            description="每块都带上后缀的文本流",
+            description="添加后缀后的文本流",
             is_stream=True,
         )
     },

@@ -19,25 +19,25 @@ RANDOM_MAX = 4294967295
     type="TextMerge",
     category="实用工具",
     display_name="📝文本合并",
-    description="按连接顺序把多段文本拼成一段，中间插入分隔符（支持 `\\n`、`\\t` 等转义）。",
+    description="将多个文本输入合并成一个完整的文本",
     inputs={
         "separator": Input(
             data_flow_type="STRING",
             display_name="分隔符",
-            description="插在相邻两段文本之间的字符串，`\\n` 表示换行",
+            description="用于分隔文本的字符串",
             config={"default": DEFAULT_SEPARATOR, "multiline": False, "placeholder": "输入分隔符", "label": "分隔符"},
         ),
         "text_inputs": Input(
             data_flow_type="STRING",
-            display_name="文本",
-            description="要拼接的文本，可连接多个来源",
+            display_name="文本输入",
+            description="要合并的文本输入",
             required=True,
             multi=True,
             match_categories=["UiBlock"],
         ),
     },
     outputs={
-        "merged_text": Output(data_flow_type="STRING", display_name="拼接结果", description="拼接后的完整文本"),
+        "merged_text": Output(data_flow_type="STRING", display_name="合并文本", description="合并后的文本输出"),
     },
 )
 async def text_merge(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
@@ -54,17 +54,14 @@ async def text_merge(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]
     type="RandomNumber",
     category="实用工具",
     display_name="🎲随机数生成器",
-    description=(
-        "保存一个 32 位无符号整数，并在每次运行前由浏览器按模式更新它"
-        "（固定 / 增加 / 减少 / 随机），服务器只输出当前值。"
-    ),
+    description="生成和操作一个32位随机整数 (前端执行)",
     width=260,
     client_script_url="client-scripts/RandomNumberNode.js",
     inputs={
         "mode": Input(
             data_flow_type="STRING",
             display_name="模式",
-            description="每次运行前数值怎样变化",
+            description="控制数字如何变化",
             match_categories=["ComboOption"],
             config={
                 "suggestions": [
@@ -78,20 +75,20 @@ async def text_merge(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]
         ),
         "value": Input(
             data_flow_type="INTEGER",
-            display_name="数值",
-            description="节点当前保存的数",
+            display_name="当前值",
+            description="当前内部存储的数值",
             config={"default": 0, "min": 0, "max": RANDOM_MAX},
         ),
         "reroll": Input(
             data_flow_type="WILDCARD",
             display_name="重新随机",
-            description="点一下，立即换一个随机数",
+            description="点击以生成一个新的随机数",
             match_categories=["Trigger"],
             config={"label": "重新随机"},
         ),
     },
     outputs={
-        "number": Output(data_flow_type="INTEGER", display_name="数值", description="当前保存的数"),
+        "number": Output(data_flow_type="INTEGER", display_name="数值", description="生成的随机数"),
     },
 )
 async def random_number(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:

@@ -20,50 +20,50 @@ INPUTS: dict[str, Input] = {
     "string_input": Input(
         data_flow_type="STRING",
         display_name="单行文本",
-        description="单行输入框",
+        description="单行文本输入测试",
         required=True,
         config={"default": "这是默认文本", "multiline": False, "placeholder": "请输入单行文本"},
     ),
     "text_input": Input(
         data_flow_type="STRING",
         display_name="多行文本",
-        description="多行文本框",
+        description="多行文本输入测试",
         required=True,
         match_categories=["UiBlock", "CanPreview"],
         config={"default": "这是默认的\n多行文本", "multiline": True, "placeholder": "请输入多行文本"},
     ),
     "markdown_input": Input(
         data_flow_type="STRING",
-        display_name="Markdown",
-        description="Markdown 编辑与预览",
+        display_name="Markdown文本",
+        description="Markdown 内容输入测试",
         match_categories=["Markdown", "CanPreview", "UiBlock"],
         config={"default": _MARKDOWN_DEFAULT, "multiline": True, "languageHint": "markdown"},
     ),
     "int_input": Input(
         data_flow_type="INTEGER",
         display_name="整数",
-        description="整数输入（0–100，步长 1）",
+        description="整数输入测试",
         required=True,
         config={"default": 10, "min": 0, "max": 100, "step": 1},
     ),
     "float_input": Input(
         data_flow_type="FLOAT",
-        display_name="小数",
-        description="小数输入（0–1，步长 0.01）",
+        display_name="浮点数",
+        description="浮点数输入测试",
         required=True,
         config={"default": 0.5, "min": 0, "max": 1, "step": 0.01},
     ),
     "boolean_toggle": Input(
         data_flow_type="BOOLEAN",
-        display_name="开关",
-        description="布尔开关",
+        display_name="布尔值",
+        description="布尔值开关测试",
         required=True,
         config={"default": True},
     ),
     "combo_select": Input(
         data_flow_type="STRING",
-        display_name="下拉框",
-        description="从固定选项中选择一个",
+        display_name="下拉选择",
+        description="下拉选择测试",
         required=True,
         match_categories=["ComboOption"],
         config={
@@ -77,22 +77,22 @@ INPUTS: dict[str, Input] = {
     ),
     "json_input": Input(
         data_flow_type="OBJECT",
-        display_name="JSON 对象",
-        description="内联 JSON 查看与编辑",
+        display_name="JSON对象",
+        description="JSON对象输入测试 (内联查看器)",
         match_categories=["Json", "CanPreview", "UiBlock"],
         config={"default": _JSON_DEFAULT, "placeholder": "请输入或编辑JSON对象"},
     ),
     "javascript_code_input": Input(
         data_flow_type="STRING",
-        display_name="JS 代码",
-        description="代码片段，点按钮打开编辑器。例如：\n```javascript\nconsole.log(\"hi\");\n```",
+        display_name="JS代码片段",
+        description="JavaScript代码片段输入测试 (按钮触发编辑器)。\n\n例如：\n```javascript\nfunction greet(name) {\n  console.log(`Hello, ${name}!`);\n}\ngreet(\"Test Node\");\n```",
         match_categories=["Code", "JavaScript", "CanPreview"],
         config={"default": _JS_DEFAULT, "languageHint": "javascript"},
     ),
     "string_with_suggestions": Input(
         data_flow_type="STRING",
-        display_name="文本（带建议）",
-        description="可自由输入，也可从建议中选",
+        display_name="带建议的文本",
+        description="测试带建议列表的文本输入",
         config={
             "default": "默认值",
             "placeholder": "输入或选择建议",
@@ -105,8 +105,8 @@ INPUTS: dict[str, Input] = {
     ),
     "int_with_suggestions": Input(
         data_flow_type="INTEGER",
-        display_name="整数（带建议）",
-        description="整数输入，附常用取值",
+        display_name="带建议的整数",
+        description="测试带建议列表的整数输入",
         config={
             "default": 512,
             "min": 64,
@@ -122,8 +122,8 @@ INPUTS: dict[str, Input] = {
     ),
     "float_with_suggestions": Input(
         data_flow_type="FLOAT",
-        display_name="小数（带建议）",
-        description="小数输入，附常用取值",
+        display_name="带建议的浮点数",
+        description="测试带建议列表的浮点数输入",
         config={
             "default": 7.5,
             "min": 0,
@@ -140,40 +140,40 @@ INPUTS: dict[str, Input] = {
     ),
     "button_trigger": Input(
         data_flow_type="WILDCARD",
-        display_name="按钮",
-        description="按钮组件（点击只发送事件，不影响输出）",
+        display_name="触发按钮",
+        description="测试按钮组件",
         match_categories=["Trigger"],
         config={"label": "点我执行操作"},
     ),
 }
 
 OUTPUTS: dict[str, Output] = {
-    "string_output": Output(data_flow_type="STRING", display_name="单行文本", description="单行文本原样输出"),
-    "text_output": Output(data_flow_type="STRING", display_name="多行文本", description="多行文本原样输出"),
+    "string_output": Output(data_flow_type="STRING", display_name="单行文本", description="单行文本输出"),
+    "text_output": Output(data_flow_type="STRING", display_name="多行文本", description="多行文本输出"),
     "markdown_output": Output(
-        data_flow_type="STRING", display_name="Markdown", description="Markdown 原样输出", match_categories=["Markdown"]
+        data_flow_type="STRING", display_name="Markdown文本", description="Markdown 内容输出", match_categories=["Markdown"]
     ),
-    "int_output": Output(data_flow_type="INTEGER", display_name="整数", description="整数原样输出"),
-    "float_output": Output(data_flow_type="FLOAT", display_name="小数", description="小数原样输出"),
-    "boolean_output": Output(data_flow_type="BOOLEAN", display_name="开关", description="开关状态"),
-    "combo_output": Output(data_flow_type="STRING", display_name="所选项", description="下拉框选中的值"),
+    "int_output": Output(data_flow_type="INTEGER", display_name="整数", description="整数输出"),
+    "float_output": Output(data_flow_type="FLOAT", display_name="浮点数", description="浮点数输出"),
+    "boolean_output": Output(data_flow_type="BOOLEAN", display_name="布尔值", description="布尔值输出"),
+    "combo_output": Output(data_flow_type="STRING", display_name="选择项", description="选择项输出"),
     "json_output": Output(
-        data_flow_type="OBJECT", display_name="JSON 对象", description="JSON 对象原样输出", match_categories=["Json"]
+        data_flow_type="OBJECT", display_name="JSON对象", description="JSON对象输出", match_categories=["Json"]
     ),
     "javascript_code_output": Output(
         data_flow_type="STRING",
-        display_name="JS 代码",
-        description="代码片段原样输出",
+        display_name="JS代码片段",
+        description="JavaScript代码片段输出。",
         match_categories=["Code", "JavaScript"],
     ),
     "string_with_suggestions_output": Output(
-        data_flow_type="STRING", display_name="文本（带建议）", description="带建议文本的值"
+        data_flow_type="STRING", display_name="带建议文本输出", description="带建议文本的输出值"
     ),
     "int_with_suggestions_output": Output(
-        data_flow_type="INTEGER", display_name="整数（带建议）", description="带建议整数的值"
+        data_flow_type="INTEGER", display_name="带建议整数输出", description="带建议整数的输出值"
     ),
     "float_with_suggestions_output": Output(
-        data_flow_type="FLOAT", display_name="小数（带建议）", description="带建议小数的值"
+        data_flow_type="FLOAT", display_name="带建议浮点数输出", description="带建议浮点数的输出值"
     ),
 }
 
@@ -224,7 +224,7 @@ def _echo(key: str, value: Any) -> Any:
     type="TestWidgets",
     category="实用工具",
     display_name="🧪测试组件节点",
-    description="每种输入组件各放一个，输入什么就输出什么，用来检查编辑器的组件渲染。",
+    description="用于测试各种输入组件的节点",
     inputs=INPUTS,
     outputs=OUTPUTS,
 )

@@ -103,27 +103,17 @@ class MultiUserAuth:
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
         caller = optional_principal(request)
+        by_admin = caller is not None and caller.is_admin and caller.has_scope("account:write")
+        # Refuse before the slow hash (a closed registration costs no derivation), hash outside the
+        # lock (registrations must not queue behind each other's hashing), then decide for real.
+        await self._admission(request, by_admin, body.is_admin)
+        password_hash = await self.identity.hash_password(password)
         async with self._register_lock:
-            first = await self.store.count_users(with_password=True) == 0
-            by_admin = caller is not None and caller.is_admin and caller.has_scope("account:write")
-            if first:
-                if not self.identity.may_do_first_run(request):
-                    raise ApiError(
-                        403,
-                        "the first (administrator) account can only be registered from this machine "
-                        "(or with `comfytavern create-user --admin`)",
-                    )
-                is_admin = True
-            elif by_admin:
-                is_admin = body.is_admin
-            elif self.identity.settings.registration == "open":
-                is_admin = False
-            else:
-                raise ApiError(403, "registration is closed: ask an administrator to create your account")
+            first, is_admin = await self._admission(request, by_admin, body.is_admin)
             user = UserRecord(
                 id=new_user_id(),
                 username=username,
-                password_hash=await self.identity.hasher.hash(password),
+                password_hash=password_hash,
                 is_admin=is_admin,
                 created_at=utc_now(),
             )
@@ -135,6 +125,23 @@ class MultiUserAuth:
             return json_response(Registered(success=True, message="account created", user=summary(user)), 201)
         message = "administrator account created" if first else "account created"
         return await login_response(self.identity, request, user, message=message, status=201)
+
+    async def _admission(self, request: Request, by_admin: bool, wants_admin: bool) -> tuple[bool, bool]:
+        """(is this the first account, will it be an administrator), or the 403 refusing it."""
+        first = await self.store.count_users(with_password=True) == 0
+        if first:
+            if not self.identity.may_do_first_run(request):
+                raise ApiError(
+                    403,
+                    "the first (administrator) account can only be registered from this machine "
+                    "(or with `comfytavern create-user --admin`)",
+                )
+            return True, True
+        if by_admin:
+            return False, wants_admin
+        if self.identity.settings.registration == "open":
+            return False, False
+        raise ApiError(403, "registration is closed: ask an administrator to create your account")
 
     async def login(self, request: Request) -> Response:
         body = await read_json(request, LoginBody)
@@ -165,7 +172,12 @@ class MultiUserAuth:
                 body=RegisterBody,
                 response=Registered,
                 status=201,
-                responses={403: "registration closed / first run not from this machine", 409: "username taken", 422: "invalid username or password"},
+                responses={
+                    403: "registration closed / first run not from this machine",
+                    409: "username taken",
+                    422: "invalid username or password",
+                    503: "too many password checks waiting",
+                },
                 tags=tags,
             ),
             route(
@@ -176,7 +188,7 @@ class MultiUserAuth:
                 auth="public",
                 body=LoginBody,
                 response=LoginResult,
-                responses={401: "wrong username or password", 429: "too many failed attempts"},
+                responses={401: "wrong username or password", 429: "too many failed attempts", 503: "too many password checks waiting"},
                 tags=tags,
             ),
             route(

@@ -37,6 +37,7 @@ from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChan
 MODE = "local-password"
 DEFAULT_USER_ID = "default_user"
 DEFAULT_USERNAME = "本地用户"
+ALREADY_SET = "an access password is already set; log in, or change it with PUT /api/auth/password"
 
 
 class PasswordBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -100,13 +101,14 @@ class PasswordAuth:
             password = check_new_password(body.password, self.identity.settings.password_min_length)
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
+        # Refuse before the slow hash, and hash outside the lock; the lock then decides for real.
+        if (await self._user()).password_hash is not None:
+            raise ApiError(409, ALREADY_SET)
+        password_hash = await self.identity.hash_password(password)
         async with self._setup_lock:
-            user = await self._user()
-            if user.password_hash is not None:
-                raise ApiError(409, "an access password is already set; log in, or change it with PUT /api/auth/password")
-            updated = await self.store.update_user(
-                DEFAULT_USER_ID, UserChanges(password_hash=await self.identity.hasher.hash(password))
-            )
+            if (await self._user()).password_hash is not None:
+                raise ApiError(409, ALREADY_SET)
+            updated = await self.store.update_user(DEFAULT_USER_ID, UserChanges(password_hash=password_hash))
         if updated is None:
             raise ApiError(500, "the default user is missing from the accounts store")
         return await login_response(self.identity, request, updated, message="access password set", status=201)
@@ -134,7 +136,12 @@ class PasswordAuth:
                 body=PasswordBody,
                 response=LoginResult,
                 status=201,
-                responses={403: "not from this machine", 409: "a password is already set", 422: "password too short"},
+                responses={
+                    403: "not from this machine",
+                    409: "a password is already set",
+                    422: "password too short",
+                    503: "too many password checks waiting",
+                },
                 tags=tags,
             ),
             route(
@@ -145,7 +152,12 @@ class PasswordAuth:
                 auth="public",
                 body=LoginBody,
                 response=LoginResult,
-                responses={401: "wrong password", 409: "no password set yet", 429: "too many failed attempts"},
+                responses={
+                    401: "wrong password",
+                    409: "no password set yet",
+                    429: "too many failed attempts",
+                    503: "too many password checks waiting",
+                },
                 tags=tags,
             ),
         ] + session_routes(self.identity, password_summary="Change the access password (ends every other session)")

@@ -40,6 +40,7 @@ from comfytavern.cards import (
     write_card_png,
 )
 from comfytavern.config import Config
+from comfytavern.files import private_dir
 from comfytavern.safety import UnsafeName, check_name
 from comfytavern_characters.images import ImageError, default_avatar_png, reencode_png, sniff_image
 from comfytavern_characters.wire import ApiCharacterEntry, SkippedFile
@@ -268,7 +269,7 @@ class CharacterLibrary:
         if len(data) > self.settings.max_upload_bytes:
             raise ImportError_(413, f"the card is larger than {self.settings.max_upload_bytes} bytes")
         try:
-            card, kind = read_card_bytes(data, limits=self.limits)
+            card, kind = read_card_bytes(data, limits=self.limits, strict=True)
         except CardError as exc:
             raise ImportError_(422, str(exc)) from None
         if kind == "png":
@@ -281,7 +282,7 @@ class CharacterLibrary:
             payload = msgspec.json.format(msgspec.json.encode(dict(card.raw)), indent=2)
             ext = ".json"
         directory = self.directory(user_id)
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
         explicit = stem is not None
         base = stem if stem is not None else derive_stem(card.name or "character")
         final = self._store_new(directory, base, ext, payload, explicit)
@@ -289,7 +290,8 @@ class CharacterLibrary:
 
     def _store_new(self, directory: Path, base: str, ext: str, payload: bytes, explicit: bool) -> Path:
         tmp = directory / f".import-{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(payload)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            fh.write(payload)
         try:
             taken = {stem.casefold() for stem in self._groups(directory)}
             for attempt in range(1000):

@@ -21,13 +21,19 @@ from comfytavern import ApiError, current_principal, json_response, route
 from comfytavern.safety import UnsafeName, check_name, resolve_inside
 from comfytavern_characters.images import IMAGE_TYPES, sniff_image
 from comfytavern_characters.library import IMAGE_EXTS, CharacterLibrary, ImportError_, entry_for
-from comfytavern_characters.wire import CharacterDetail, CharacterList, EntryResponse
+from comfytavern_characters.wire import CardImportQuery, CardUploadForm, CharacterDetail, CharacterList, EntryResponse
 
 __all__ = ["build_routes"]
 
 TAGS = ["characters"]
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-cache"}
 _FORM_LIMITS: dict[str, Any] = {"max_files": 1, "max_fields": 8, "max_part_size": 64 * 1024}
+#: A minimal V2 card, the request example of the import route.
+_EXAMPLE_CARD: dict[str, Any] = {
+    "spec": "chara_card_v2",
+    "spec_version": "2.0",
+    "data": {"name": "Seraphina", "description": "A guardian of the forest.", "tags": ["fantasy"], "extensions": {}},
+}
 
 
 def _safe(value: str, what: str) -> str:
@@ -170,8 +176,19 @@ def build_routes(library: CharacterLibrary) -> list[BaseRoute]:
             methods=["POST"],
             summary="Import a SillyTavern card (PNG or JSON, V1-V3): validated, cleaned, stored",
             status=201,
+            body=CardUploadForm,
+            body_content_type="multipart/form-data",
+            body_alternatives={"image/png": bytes, "application/json": dict[str, Any], "application/octet-stream": bytes},
+            body_examples={"application/json": _EXAMPLE_CARD},
+            query=CardImportQuery,
             response=EntryResponse,
-            responses={400: "bad upload", 409: "name taken", 413: "too large", 415: "bad type", 422: "not a card"},
+            responses={
+                400: "bad upload or unsafe name",
+                409: "name taken",
+                413: "too large",
+                415: "bad type",
+                422: "not a card, or a field of the wrong type",
+            },
             **common,
         ),
         route(

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-__all__ = ["ApiCharacterEntry", "CharacterDetail", "CharacterList", "EntryResponse", "SkippedFile"]
+__all__ = [
+    "ApiCharacterEntry",
+    "CardImportQuery",
+    "CardUploadForm",
+    "CharacterDetail",
+    "CharacterList",
+    "EntryResponse",
+    "SkippedFile",
+]
 
 
 class ApiCharacterEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -55,3 +63,20 @@ class CharacterDetail(msgspec.Struct):
     success: bool
     data: ApiCharacterEntry
     card: dict[str, Any]
+
+
+class CardUploadForm(msgspec.Struct):
+    """The ``multipart/form-data`` body of ``POST /api/characters/import`` (documentation only;
+    SillyTavern's field name ``avatar`` is accepted for the file too)."""
+
+    #: The card: a PNG with card data, or a JSON card.
+    file: bytes
+    #: The file stem to store it under (default: derived from the card name).
+    name: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class CardImportQuery(msgspec.Struct):
+    """Query of ``POST /api/characters/import``."""
+
+    #: The file stem to store the card under, for raw (non-multipart) bodies.
+    name: Annotated[str, msgspec.Meta(min_length=1)] | msgspec.UnsetType = msgspec.UNSET

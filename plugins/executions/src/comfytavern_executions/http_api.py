@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import msgspec
@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute
 from comfytavern.auth import current_principal
 from comfytavern.engine import ExecutionPayload, PayloadError, SchedulerClosed, WorkflowInvalid, decode_payload, safe_encoder
 from comfytavern.events import HubEvent
-from comfytavern.http import ApiError, json_response, route
+from comfytavern.http import ApiError, json_response, require_json_content_type, route
 from comfytavern.storage.runs import FINAL_STATUSES, RunRecord
 from comfytavern_executions.common import safe_json, scheduler_of
 from comfytavern_executions.settings import ExecutionsSettings
@@ -47,6 +47,16 @@ class SystemStats(msgspec.Struct, rename="camel"):
     max_concurrent_workflows: int
     running_executions: int
     pending_executions: int
+
+
+class RunEventFrame(msgspec.Struct):
+    """One server-sent event of ``GET /api/prompt/{id}/events`` (documentation only: the frames
+    are written by :func:`sse_frame`). ``event`` is the WebSocket message type (``error`` when the
+    backlog overflowed), ``data`` the payload as JSON text. Comment lines (``: keep-alive``)
+    carry no event."""
+
+    event: str
+    data: Annotated[str, msgspec.Meta(extra_json_schema={"contentMediaType": "application/json"})]
 
 
 class InterruptResult(msgspec.Struct):
@@ -103,6 +113,7 @@ def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
     async def submit(request: Request) -> Response:
         user = current_principal(request)
         wait = _float_param(request, "wait", maximum=settings.wait_max_seconds)
+        require_json_content_type(request)
         body = await request.body()
         if not body.strip():
             raise ApiError(400, "request body is empty; expected a workflow execution payload")
@@ -230,6 +241,7 @@ def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
             events,
             summary="Server-sent events of a run: past events replayed, then live until the final status",
             content_type="text/event-stream",
+            response=RunEventFrame,
             responses={404: "no such run (or not yours)"},
             **common,
         ),

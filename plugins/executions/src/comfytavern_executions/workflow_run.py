@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 from comfytavern.auth import current_principal
 from comfytavern.engine import SchedulerClosed, WorkflowInvalid
 from comfytavern.engine.stored import InterfaceInputError, stored_run_payload
-from comfytavern.http import ApiError, json_response, route, validation_details
+from comfytavern.http import ApiError, JsonTooDeep, decode_json, json_response, require_json_content_type, route, validation_details
 from comfytavern.safety import UnsafeName
 from comfytavern.storage import StorageNotConfigured
 from comfytavern.storage.projects import check_id
@@ -47,13 +47,17 @@ def _path_id(request: Request, param: str, what: str) -> str:
 
 
 async def _body(request: Request) -> RunWorkflowBody:
+    """The body, optional (no inputs): 415 for a non-JSON type, 400 for malformed or too deep JSON."""
+    require_json_content_type(request)
     raw = await request.body()
     if not raw.strip():
         return RunWorkflowBody()
     try:
-        return msgspec.json.decode(raw, type=RunWorkflowBody)
+        return msgspec.convert(decode_json(raw), RunWorkflowBody)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "validation failed", validation_details(exc)) from None
+    except JsonTooDeep as exc:
+        raise ApiError(400, "JSON nested too deeply", str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed JSON", validation_details(exc)) from None
 

@@ -31,7 +31,7 @@ from comfytavern.auth import Principal, optional_principal, scope_refusal
 from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
-from comfytavern.http import websocket_route
+from comfytavern.http import decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
 from comfytavern.services import SCHEDULER
 from comfytavern_executions.settings import ExecutionsSettings
@@ -124,6 +124,9 @@ class Connection:
         send = self.websocket.send_text
         outbox = self.outbox
         encode = safe_encoder.encode
+        # The editor dialect's event translation (None in the native dialect: events go as-is).
+        dialect = getattr(self.kernel, "dialect", None)
+        translate = dialect.ws_translator() if dialect is not None else None
         while True:
             if not outbox:
                 if self.revoked is not None:
@@ -140,8 +143,12 @@ class Connection:
             item = outbox.popleft()
             if isinstance(item, str):
                 await send(item)
-            else:
+            elif translate is None:
                 await send(encode({"type": item.type, "payload": item.payload}).decode())
+            else:
+                message = translate(item.type, item.payload)
+                if message is not None:
+                    await send(encode(message).decode())
 
     # -- inbound ------------------------------------------------------------------------------
     async def receiver(self) -> None:
@@ -163,8 +170,8 @@ class Connection:
         if self.revoked is not None:  # closing: nothing more is answered
             return
         try:
-            raw = msgspec.json.decode(text)
-        except msgspec.DecodeError as exc:
+            raw = decode_json(text, what="WebSocket message")
+        except msgspec.DecodeError as exc:  # JsonTooDeep included: the socket stays open
             self.error("message is not valid JSON", {"reason": str(exc), "found": text[:200]})
             return
         try:

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from comfytavern.auth import Principal, optional_principal
 from comfytavern.engine import SchedulerClosed, WorkflowInvalid
 from comfytavern.engine.stored import InterfaceInputError, stored_run_payload
-from comfytavern.http import ApiError, RouteDoc, check_access
+from comfytavern.http import ApiError, RouteDoc, check_access, decode_json, require_json_content_type
 from comfytavern.services import SCHEDULER
 from comfytavern.storage import StorageNotConfigured
 from comfytavern.storage.projects import ProjectStore
@@ -28,12 +28,12 @@ from comfytavern_openai_api.inputs import MAPPED_FIELDS, workflow_inputs
 from comfytavern_openai_api.relay import RunFollower
 from comfytavern_openai_api.respond import Completion
 from comfytavern_openai_api.settings import OpenAIApiSettings
-from comfytavern_openai_api.wire import ChatCompletion, ChatCompletionRequest, ModelList
+from comfytavern_openai_api.wire import ChatCompletion, ChatCompletionRequest, ErrorEnvelope, ModelList
 
 __all__ = ["openai_routes"]
 
 _encoder = msgspec.json.Encoder()
-_DOC_COMMON: dict[str, Any] = {"auth": "user", "scope": "runs", "tags": ["openai"]}
+_DOC_COMMON: dict[str, Any] = {"auth": "user", "scope": "runs", "tags": ["openai"], "error": ErrorEnvelope}
 MODELS_DOC = RouteDoc(
     summary="OpenAI-compatible: the caller's workflows usable as chat models",
     description=(
@@ -57,6 +57,8 @@ COMPLETIONS_DOC = RouteDoc(
     ),
     body=ChatCompletionRequest,
     response=ChatCompletion,
+    # With ``"stream": true``: ``data: {chat.completion.chunk}`` events, then ``data: [DONE]``.
+    response_alternatives={"text/event-stream": str},
     responses={
         400: "malformed body or a bad value of a field the server uses",
         401: "no or bad key",
@@ -94,11 +96,17 @@ def _store(kernel: Any) -> ProjectStore:
 
 
 async def _decode(request: Request) -> ChatCompletionRequest:
+    """The request body: 415 for a non-JSON type (what a cross-site form can send), 400 for an
+    empty, malformed or too deeply nested body or a bad field, all in OpenAI's shape."""
+    try:
+        require_json_content_type(request)
+    except ApiError as exc:
+        raise OpenAIError(415, exc.message, "invalid_request_error", "unsupported_media_type") from None
     raw = await request.body()
     if not raw.strip():
         raise OpenAIError.bad_request("the request body is empty; expected a chat completion request (JSON)")
     try:
-        return msgspec.json.decode(raw, type=ChatCompletionRequest)
+        return msgspec.convert(decode_json(raw), ChatCompletionRequest)
     except msgspec.ValidationError as exc:
         message = str(exc)
         param = None

@@ -4,7 +4,8 @@
 - ``GET /docs``: interactive API docs, fully offline;
 - ``POST /api/server/restart``: graceful in-place restart (admin; see :mod:`comfytavern.restart`);
 - ``GET /metrics``: Prometheus metrics (see :mod:`comfytavern.metrics`);
-- ``GET /``: a home page (name, version, auth mode, links) when no editor is served there.
+- ``GET /``: a home page (name, version, auth mode, links) when no editor is served there;
+- ``GET /api/plugins``: the frontend extensions the later editor loads (see :mod:`.extensions`).
 
 Settings: ``plugins.settings["server-routes"]`` = :class:`ServerRoutesSettings`.
 """
@@ -19,6 +20,7 @@ from comfytavern import ServiceUse, hookimpl, uses
 from comfytavern.services import METRICS, RESTART
 from comfytavern_server_routes.admin import RestartAccepted, ServerRoutesSettings, admin_routes, may_read_metrics
 from comfytavern_server_routes.apidocs import docs_routes
+from comfytavern_server_routes.extensions import extension_routes
 from comfytavern_server_routes.home import home_routes
 
 __all__ = ["RestartAccepted", "ServerRoutesSettings", "may_read_metrics", "register_routes"]
@@ -34,5 +36,5 @@ def register_services() -> list[ServiceUse]:
 @hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings(SETTINGS_KEY, ServerRoutesSettings)
-    return [*docs_routes(kernel), *admin_routes(kernel, settings),
+    return [*docs_routes(kernel), *admin_routes(kernel, settings), *extension_routes(kernel),
             *home_routes(kernel, public_metrics=settings.public_metrics)]

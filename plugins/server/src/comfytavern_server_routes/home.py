@@ -150,6 +150,7 @@ def home_routes(kernel: Any, *, public_metrics: bool) -> list[BaseRoute]:
         auth="public",
         tags=["server"],
         response=HomeInfo,
+        response_alternatives={"text/html": str},
     )
     home_route.fallback = 2  # type: ignore[attr-defined]
     return [home_route]

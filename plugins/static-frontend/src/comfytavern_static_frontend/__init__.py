@@ -16,6 +16,10 @@ answers is served from that folder:
   the folder are not served.
 
 The mount is flagged ``fallback = True`` so the kernel places it after every other route.
+
+With ``editor.dialect: "auto"`` the plugin also tells the kernel which editor it serves
+(``detect_editor_dialect``): :func:`comfytavern.dialect.recognise_build` reads the build's
+scripts for the auth-mode names only one era of the editor contains.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
 from comfytavern import ConfigError, RouteDoc, hookimpl
+from comfytavern.dialect import recognise_build
 from comfytavern.http import error_response
 
-__all__ = ["FrontendSettings", "SpaFiles", "frontend_route", "register_routes"]
+__all__ = ["FrontendSettings", "SpaFiles", "detect_editor_dialect", "frontend_route", "register_routes"]
 
 SETTINGS_KEY = "static-frontend"
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
@@ -181,3 +186,16 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
     if settings.max_age < 0:
         raise ConfigError(f"$.plugins.settings.{SETTINGS_KEY}.max_age: must not be negative")
     return [frontend_route(_resolve_dist(kernel, settings), settings)]
+
+
+@hookimpl
+def detect_editor_dialect(kernel: Any) -> str | None:
+    """The dialect of the served build; ``None`` when off or misconfigured (``register_routes``
+    reports configuration errors)."""
+    try:
+        settings = kernel.plugin_settings(SETTINGS_KEY, FrontendSettings)
+        if not settings.dist:
+            return None
+        return recognise_build(_resolve_dist(kernel, settings), settings.index)
+    except (ConfigError, OSError):
+        return None

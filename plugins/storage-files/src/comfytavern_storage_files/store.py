@@ -39,7 +39,7 @@ from comfytavern.storage.projects import (
     workflow_filename,
 )
 
-from comfytavern.files import fsync_dir, sweep_temp_files, write_atomic
+from comfytavern.files import PRIVATE_DIR_MODE, fsync_dir, private_dir, sweep_temp_files, write_atomic
 
 __all__ = ["PROJECT_FILE", "RECYCLE_DIR", "WORKFLOWS_DIR", "FileProjectStore"]
 
@@ -93,7 +93,7 @@ class FileProjectStore:
         await anyio.to_thread.run_sync(self._open_sync)
 
     def _open_sync(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         swept = 0
         for user in os.scandir(self.root):
             if not _is_plain_dir(user):
@@ -171,13 +171,13 @@ class FileProjectStore:
             await anyio.to_thread.run_sync(self._create_project_sync, project_dir, doc)
 
     def _create_project_sync(self, project_dir: Path, doc: dict[str, Any]) -> None:
-        project_dir.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(project_dir.parent)
         try:
-            project_dir.mkdir()
+            project_dir.mkdir(mode=PRIVATE_DIR_MODE)
         except FileExistsError:
             raise AlreadyExists(f"project '{project_dir.name}' already exists") from None
         try:
-            (project_dir / WORKFLOWS_DIR).mkdir()
+            (project_dir / WORKFLOWS_DIR).mkdir(mode=PRIVATE_DIR_MODE)
             write_atomic(project_dir / PROJECT_FILE, encode_document(doc))
         except BaseException:
             _remove_tree_quietly(project_dir)
@@ -296,7 +296,7 @@ class FileProjectStore:
         if not (project_dir / PROJECT_FILE).is_file():
             raise ProjectNotFound(f"project '{project_dir.name}' not found")
         folder = project_dir / WORKFLOWS_DIR
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
         if any(s.id == doc["id"] for _, s in self._scan(folder)):
             raise AlreadyExists(f"a workflow with id '{doc['id']}' already exists in project '{project_dir.name}'")
         target = folder / filename
@@ -353,7 +353,8 @@ class FileProjectStore:
     @staticmethod
     def _recycle_workflow_sync(user_dir: Path, project_id: str, path: Path) -> None:
         slot = _recycle_slot(user_dir, project_id) / WORKFLOWS_DIR
-        slot.mkdir(parents=True)
+        private_dir(slot.parent)
+        slot.mkdir(mode=PRIVATE_DIR_MODE)
         os.replace(path, slot / path.name)
         fsync_dir(path.parent)
         fsync_dir(slot)
@@ -362,7 +363,7 @@ class FileProjectStore:
 def _recycle_slot(user_dir: Path, label: str) -> Path:
     """A fresh ``<user>/.recycle/<UTC stamp>-<label>`` path (not created; the stamp sorts by time)."""
     bin_dir = user_dir / RECYCLE_DIR
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(bin_dir)
     base = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}-{label}"
     candidate, n = bin_dir / base, 1
     while candidate.exists():

@@ -25,6 +25,7 @@ from comfytavern_users.cli import commands
 from comfytavern_users.context import current_context
 from comfytavern_users.service import Accounts, accounts_for
 from comfytavern_users.wire import (
+    AvatarForm,
     AvatarUploaded,
     CredentialCreate,
     CredentialList,
@@ -32,7 +33,7 @@ from comfytavern_users.wire import (
     ServiceKeyCreate,
     ServiceKeyList,
     ServiceKeyWithSecret,
-    SingleUserContext,
+    UserContext,
     UsernameChange,
     UsernameChanged,
 )
@@ -110,7 +111,7 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             summary="The caller's UserContext (mode, login state, user, keys, credentials)",
             description="`SingleUser` for the `local` and `local-password` modes, `MultiUser` for `multi-user`.",
             auth="public",
-            response=SingleUserContext,
+            response=UserContext,
             tags=["auth"],
         ),
     ]
@@ -175,6 +176,7 @@ def register_routes(kernel: Any) -> list[BaseRoute]:
             description="The image is decoded, scaled to fit 256x256 and re-encoded as a PNG without metadata.",
             auth="user",
             scope="account",
+            body=AvatarForm,
             body_content_type="multipart/form-data",
             response=AvatarUploaded,
             responses={400: "malformed multipart", 413: "file too large", 415: "not multipart", 422: "not a usable image"},

@@ -63,7 +63,6 @@ async def current_context(accounts: Accounts, request: Request) -> Response:
     if status.multi_user:
         return json_response(
             MultiUserContext(
-                mode="MultiUser",
                 multi_user_mode=True,
                 is_authenticated=identity is not None,
                 current_user=identity,
@@ -73,7 +72,6 @@ async def current_context(accounts: Accounts, request: Request) -> Response:
         )
     return json_response(
         SingleUserContext(
-            mode="SingleUser",
             multi_user_mode=False,
             access_password_required=status.password_required,
             is_authenticated=identity is not None,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
 
 import msgspec
 
 from comfytavern.storage.accounts import CredentialRecord, DisplayHint, ServiceKeyRecord, iso_utc
 
 __all__ = [
+    "AvatarForm",
     "AvatarUploaded",
     "CredentialCreate",
     "CredentialList",
@@ -19,6 +19,7 @@ __all__ = [
     "ServiceKeyMeta",
     "ServiceKeyWithSecret",
     "SingleUserContext",
+    "UserContext",
     "UserIdentity",
     "UsernameChange",
     "UsernameChanged",
@@ -85,8 +86,9 @@ class UserIdentity(_Wire, kw_only=True):
     external_credentials: list[CredentialMeta]
 
 
-class SingleUserContext(_Wire, kw_only=True):
-    mode: Literal["SingleUser"]
+class SingleUserContext(_Wire, kw_only=True, tag_field="mode", tag="SingleUser"):
+    """``mode: "SingleUser"`` (the tag): the ``local`` and ``local-password`` modes."""
+
     multi_user_mode: bool
     access_password_required: bool
     is_authenticated: bool
@@ -97,14 +99,19 @@ class SingleUserContext(_Wire, kw_only=True):
     global_password_setup_required: bool | None = None
 
 
-class MultiUserContext(_Wire, kw_only=True):
-    mode: Literal["MultiUser"]
+class MultiUserContext(_Wire, kw_only=True, tag_field="mode", tag="MultiUser"):
+    """``mode: "MultiUser"`` (the tag): the ``multi-user`` mode."""
+
     multi_user_mode: bool
     is_authenticated: bool
     current_user: UserIdentity | None
     #: No account exists yet: the first registration creates the administrator.
     admin_registration_required: bool | None = None
     registration_open: bool | None = None
+
+
+#: ``GET /api/auth/current``: one of the two, told apart by ``mode``.
+UserContext = SingleUserContext | MultiUserContext
 
 
 class UsernameChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -115,6 +122,13 @@ class UsernameChanged(_Wire, kw_only=True):
     success: bool
     message: str
     username: str
+
+
+class AvatarForm(msgspec.Struct):
+    """The ``multipart/form-data`` body of ``POST /api/users/me/avatar`` (documentation only)."""
+
+    #: The image file (PNG, JPEG, GIF or WebP).
+    avatar: bytes
 
 
 class AvatarUploaded(_Wire, kw_only=True):

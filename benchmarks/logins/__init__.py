@@ -1,0 +1,1 @@
+"""Login benchmark (see docs/benchmarks.md)."""
