@@ -35,7 +35,7 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
 def members() -> list[Path]:
     found = [ROOT / "kernel"]
-    for group in ("plugins", "node_packs"):
+    for group in ("libs", "plugins", "node_packs"):
         found += sorted(p.parent for p in (ROOT / group).glob("*/pyproject.toml"))
     return found
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from comfytavern import NodeContext, Principal
-from comfytavern.cards import parse_card
-from comfytavern.cards.testing import v2_card
+from comfytavern_cards import parse_card
+from comfytavern_cards.testing import v2_card
 from comfytavern_nodes_tavern.errors import TavernError
 from comfytavern_nodes_tavern.processors import context_builder
 from comfytavern_nodes_tavern.worldbook import activate, parse_world_book

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytavern.cards.testing import card_png, v2_card, v3_card
+from comfytavern_cards.testing import card_png, v2_card, v3_card
 from comfytavern_nodes_tavern import loaders
 from comfytavern_nodes_tavern.errors import TavernError
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from comfytavern.cards import read_png_card, walk_text_chunks
-from comfytavern.cards.testing import card_png, plain_png, text_chunk, insert_chunks, v1_card, v2_card, v3_card
+from comfytavern_cards import read_png_card, walk_text_chunks
+from comfytavern_cards.testing import card_png, plain_png, text_chunk, insert_chunks, v1_card, v2_card, v3_card
 from comfytavern.testing import client_for
 
 
@@ -340,7 +340,7 @@ def test_configurable_location(tmp_path: Path, kernel_factory) -> None:
 @pytest.mark.parametrize("settings", [{"folder": "../escape"}, {"folder": "/abs"}, {"max_upload_bytes": 0}, {"unknown": 1}])
 def test_bad_settings_are_reported(tmp_path: Path, settings: dict[str, object]) -> None:
     from comfytavern import ConfigError
-    from comfytavern.cards import card_library_settings
+    from comfytavern_cards import card_library_settings
     from comfytavern.testing import make_config
 
     config = make_config(tmp_path, plugins={"settings": {"characters": settings}})

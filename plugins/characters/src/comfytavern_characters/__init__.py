@@ -1,7 +1,7 @@
 """The character library plugin: SillyTavern cards (V1/V2/V3, PNG or JSON) per user.
 
 Routes under ``/api/characters`` (scope group ``characters``); settings under
-``plugins.settings.characters`` (:class:`comfytavern.cards.CardLibrarySettings`). The library
+``plugins.settings.characters`` (:class:`comfytavern_cards.CardLibrarySettings`). The library
 object is also published as the ``CHARACTERS`` service (``comfytavern.services``).
 """
 
@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute
 
 from comfytavern import ServiceUse, hookimpl, provides
 from comfytavern.services import CHARACTERS
-from comfytavern.cards import SETTINGS_KEY, CardLibrarySettings
+from comfytavern_cards import SETTINGS_KEY, CardLibrarySettings
 from comfytavern_characters.library import CharacterLibrary
 from comfytavern_characters.routes import build_routes
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from comfytavern.cards import (
+from comfytavern_cards import (
     CardError,
     CardLibrarySettings,
     CharacterCard,

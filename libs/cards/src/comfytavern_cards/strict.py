@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from comfytavern.cards.errors import InvalidCardError
+from comfytavern_cards.errors import InvalidCardError
 
 __all__ = ["check_card_types", "check_pygmalion_types", "check_v1_types"]
 

@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 
-from comfytavern.cards.errors import CardTooLargeError, NoCardDataError, NotPngError, PngStructureError
+from comfytavern_cards.errors import CardTooLargeError, NoCardDataError, NotPngError, PngStructureError
 
 __all__ = [
     "CARD_KEYWORDS",

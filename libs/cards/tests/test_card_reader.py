@@ -11,7 +11,7 @@ import zlib
 import pytest
 from PIL import Image, PngImagePlugin
 
-from comfytavern.cards import (
+from comfytavern_cards import (
     CardTooLargeError,
     InvalidCardError,
     NoCardDataError,
@@ -24,7 +24,7 @@ from comfytavern.cards import (
     walk_text_chunks,
     write_card_png,
 )
-from comfytavern.cards.testing import card_png, chunk, insert_chunks, plain_png, text_chunk, v1_card, v2_card, v3_card
+from comfytavern_cards.testing import card_png, chunk, insert_chunks, plain_png, text_chunk, v1_card, v2_card, v3_card
 
 
 def read(data: bytes):

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from comfytavern.cards.errors import CardTooLargeError, InvalidCardError
+from comfytavern_cards.errors import CardTooLargeError, InvalidCardError
 from comfytavern.http import JsonTooDeep, decode_json
 
 __all__ = ["MAX_CARD_JSON_BYTES", "decode_card_json", "decode_card_text", "encode_card_text"]

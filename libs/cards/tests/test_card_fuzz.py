@@ -10,8 +10,8 @@ import tracemalloc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from comfytavern.cards import CardError, CharacterCard, PngLimits, read_card_bytes, read_png_card, walk_text_chunks
-from comfytavern.cards.testing import card_png, v2_card, v3_card
+from comfytavern_cards import CardError, CharacterCard, PngLimits, read_card_bytes, read_png_card, walk_text_chunks
+from comfytavern_cards.testing import card_png, v2_card, v3_card
 
 BASE = card_png(
     [("chara", v2_card("Fuzz", description="d" * 200)), ("ccv3", v3_card("Fuzz3"))],

@@ -10,10 +10,10 @@ import io
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from comfytavern.cards.codec import MAX_CARD_JSON_BYTES, decode_card_json, decode_card_text, encode_card_text
-from comfytavern.cards.errors import CardTooLargeError, InvalidCardError
-from comfytavern.cards.model import CharacterCard, parse_card
-from comfytavern.cards.png import DEFAULT_LIMITS, PngLimits, embed_text_chunks, find_card_chunk, is_png
+from comfytavern_cards.codec import MAX_CARD_JSON_BYTES, decode_card_json, decode_card_text, encode_card_text
+from comfytavern_cards.errors import CardTooLargeError, InvalidCardError
+from comfytavern_cards.model import CharacterCard, parse_card
+from comfytavern_cards.png import DEFAULT_LIMITS, PngLimits, embed_text_chunks, find_card_chunk, is_png
 
 __all__ = [
     "CardKind",
@@ -41,7 +41,7 @@ def card_kind(head: bytes) -> CardKind | None:
 def read_png_card(stream: BinaryIO, *, limits: PngLimits = DEFAULT_LIMITS, strict: bool = False) -> CharacterCard:
     """The card embedded in a PNG: the first ``ccv3`` chunk, else the first ``chara``.
 
-    ``strict`` refuses fields of the wrong type (see :func:`comfytavern.cards.parse_card`)."""
+    ``strict`` refuses fields of the wrong type (see :func:`comfytavern_cards.parse_card`)."""
     chunk = find_card_chunk(stream, limits=limits)
     value = decode_card_text(
         chunk.text,

@@ -2,7 +2,7 @@
 
 For tests of the card reader, the characters plugin and node packs (Pillow is needed here only)::
 
-    from comfytavern.cards.testing import card_png, v2_card
+    from comfytavern_cards.testing import card_png, v2_card
 
     data = card_png([("chara", v2_card("Alice"))])
 """

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from comfytavern.cards.errors import InvalidCardError
-from comfytavern.cards.strict import check_card_types, check_pygmalion_types, check_v1_types
+from comfytavern_cards.errors import InvalidCardError
+from comfytavern_cards.strict import check_card_types, check_pygmalion_types, check_v1_types
 
 __all__ = [
     "V1_FIELDS",
@@ -151,7 +151,7 @@ def parse_card(obj: Any, *, strict: bool = False) -> CharacterCard:
 
     Raises :class:`InvalidCardError` naming the offending field. Newer 3.x spec versions are
     accepted (the V3 spec asks for a warning, not a rejection). ``strict`` (uploads) refuses
-    spec'd fields of the wrong type instead of coercing them (:mod:`comfytavern.cards.strict`).
+    spec'd fields of the wrong type instead of coercing them (:mod:`comfytavern_cards.strict`).
     """
     if not isinstance(obj, dict):
         raise InvalidCardError("a character card must be a JSON object")

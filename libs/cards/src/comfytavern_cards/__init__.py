@@ -3,15 +3,15 @@
 Shared by the characters plugin (library, import, export) and the tavern node pack (the card
 loader), so it lives in the kernel::
 
-    from comfytavern.cards import read_card_path, write_card_png, CardError
+    from comfytavern_cards import read_card_path, write_card_png, CardError
 
     card, kind = read_card_path(path)      # kind is "png" or "json"
     card.data["name"], card.to_v2(), card.to_v3()
     png_with_card = write_card_png(png_bytes, card)
 """
 
-from comfytavern.cards.codec import MAX_CARD_JSON_BYTES, decode_card_json, decode_card_text, encode_card_text
-from comfytavern.cards.errors import (
+from comfytavern_cards.codec import MAX_CARD_JSON_BYTES, decode_card_json, decode_card_text, encode_card_text
+from comfytavern_cards.errors import (
     CardError,
     CardTooLargeError,
     InvalidCardError,
@@ -19,7 +19,7 @@ from comfytavern.cards.errors import (
     NotPngError,
     PngStructureError,
 )
-from comfytavern.cards.files import (
+from comfytavern_cards.files import (
     CardKind,
     card_kind,
     read_card_bytes,
@@ -28,15 +28,15 @@ from comfytavern.cards.files import (
     read_png_card,
     write_card_png,
 )
-from comfytavern.cards.library import (
+from comfytavern_cards.library import (
     SETTINGS_KEY,
     CardLibrarySettings,
     card_library_dir,
     card_library_settings,
     user_data_dir,
 )
-from comfytavern.cards.model import V1_FIELDS, CharacterCard, parse_card
-from comfytavern.cards.png import (
+from comfytavern_cards.model import V1_FIELDS, CharacterCard, parse_card
+from comfytavern_cards.png import (
     CARD_KEYWORDS,
     PNG_SIGNATURE,
     PngLimits,
