@@ -40,7 +40,7 @@ FINAL = {"complete", "interrupted"}
 
 NODE_FOLDER_MODULE = (
     '"""The engine\'s test nodes (namespace ``t``)."""\n'
-    "from comfytavern.engine.testnodes import NODES\n\n\n"
+    "from comfytavern_testnodes import NODES\n\n\n"
     "def register_nodes():\n    return NODES\n"
 )
 

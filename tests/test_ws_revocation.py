@@ -26,7 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 from comfytavern import hookimpl, route
 from comfytavern.app import create_app
 from comfytavern.config import load_config
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.http import json_response
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation

@@ -35,7 +35,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from comfytavern_distributed.cluster import LocalCluster, node_folder_with_testnodes
+from comfytavern_distributed.cluster import LocalCluster
+from comfytavern_testnodes import node_folder as node_folder_with_testnodes
 
 FINAL = {"complete", "error", "interrupted"}
 #: A frame that takes longer than this means something is broken: fail loudly, never hang.

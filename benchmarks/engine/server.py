@@ -13,7 +13,7 @@ import uvicorn
 
 from comfytavern.app import create_app
 from comfytavern.cli import WS_PROTOCOL
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.testing import make_kernel
 
 

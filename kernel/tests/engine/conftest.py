@@ -7,7 +7,7 @@ import pytest
 
 from comfytavern.auth import Principal
 from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.nodes.registry import NodeRegistry
 
 USER = Principal(id="alice", username="alice")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from comfytavern.auth import Principal
 from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.nodes.registry import NodeRegistry
 
 REGISTRY = NodeRegistry.build([("t", "t", testnodes.NODES)])

@@ -17,8 +17,9 @@ import pytest
 from comfytavern import HubEvent, hookimpl
 from comfytavern.services import SCHEDULER
 from comfytavern.auth import Principal
-from comfytavern.engine import Scheduler, convert_payload, testnodes
-from comfytavern.engine.testnodes import NODES
+from comfytavern.engine import Scheduler, convert_payload
+import comfytavern_testnodes as testnodes
+from comfytavern_testnodes import NODES
 from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.storage.runs import MemoryRunStore

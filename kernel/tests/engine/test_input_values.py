@@ -8,7 +8,7 @@ import pytest
 
 from comfytavern import Input, Output, node
 from comfytavern.engine import WorkflowInvalid, convert_payload
-from comfytavern.engine.testnodes import NODES
+from comfytavern_testnodes import NODES
 from comfytavern.engine.validation import prepare_checked
 from comfytavern.nodes.registry import NodeRegistry
 

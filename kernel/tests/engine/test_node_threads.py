@@ -14,7 +14,7 @@ import pytest
 from comfytavern.auth import Principal
 from comfytavern.config import ExecutionConfig
 from comfytavern.engine import ExecutionSettings, Scheduler, convert_payload
-from comfytavern.engine.testnodes import NODES
+from comfytavern_testnodes import NODES
 from comfytavern.engine.threads import NodeThreads
 from comfytavern.events import EventHub
 from comfytavern.nodes.definition import Input, Output, node

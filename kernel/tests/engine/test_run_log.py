@@ -17,7 +17,7 @@ import pytest
 
 from comfytavern.auth import Principal
 from comfytavern.engine import ExecutionSettings, NodeThreads, Scheduler, convert_payload
-from comfytavern.engine.testnodes import NODES
+from comfytavern_testnodes import NODES
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.definition import Output, node
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder

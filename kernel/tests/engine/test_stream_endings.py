@@ -15,7 +15,7 @@ import pytest
 
 from comfytavern.auth import Principal
 from comfytavern.engine import Execution, ExecutionSettings, Scheduler, convert_payload, prepare
-from comfytavern.engine.testnodes import NODES
+from comfytavern_testnodes import NODES
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.definition import Input, Output, node
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder

@@ -14,7 +14,8 @@ import pytest
 
 from comfytavern import HubEvent, Principal, StorageBackend, hookimpl
 from comfytavern.services import RUN_QUEUE, SCHEDULER
-from comfytavern.engine import convert_payload, testnodes
+from comfytavern.engine import convert_payload
+import comfytavern_testnodes as testnodes
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.kernel import Kernel
 from comfytavern.storage.runs import MemoryRunStore, RunRecord

@@ -11,7 +11,7 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation
 from comfytavern.testing import make_kernel

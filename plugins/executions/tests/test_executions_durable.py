@@ -17,7 +17,7 @@ import pytest
 
 from comfytavern import StorageBackend, hookimpl
 from comfytavern.services import SCHEDULER
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.storage.runs import RunRecord
 from comfytavern.storage.sqlite import shared_database

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.testing import live_server, make_kernel
 from comfytavern.app import create_app
 

@@ -2,13 +2,16 @@
 
 It covers every kind of node the engine supports: async, sync (worker thread), async and sync
 generators (streams), multi inputs, modes, bypass behaviours, failures, slow I/O and progress.
-Register it with ``make_kernel(..., node_packs=[testnodes])``.
+Register it with ``make_kernel(..., node_packs=[comfytavern_testnodes])``; for server subprocesses,
+:func:`node_folder` writes a node folder that exposes it. A development package (``libs/testnodes``):
+tests and benchmarks use it, no shipped distribution depends on it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -228,3 +231,16 @@ NODES: list[Node] = [
 @hookimpl
 def register_nodes() -> list[Node]:
     return NODES
+
+
+def node_folder(root: Path) -> Path:
+    """A plain node folder exposing these test nodes (namespace ``t``) to server subprocesses."""
+    folder = root / "custom_nodes"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "t.py").write_text(
+        '"""The engine\'s test nodes, for local clusters."""\n'
+        "from comfytavern_testnodes import NAMESPACE, NODES\n\n\n"
+        "def register_nodes():\n    return NODES\n",
+        encoding="utf-8",
+    )
+    return folder
