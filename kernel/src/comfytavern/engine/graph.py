@@ -20,6 +20,7 @@ from comfytavern.engine.issues import Issue, WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.nodes.definition import EMPTY_VALUES, Input, Node, Output
 from comfytavern.nodes.registry import NodeRegistry
+from comfytavern.storage.projects import GROUP_NODE_TYPE
 
 __all__ = [
     "ASYNC",
@@ -39,7 +40,6 @@ __all__ = [
 
 SYNC, ASYNC, ASYNC_GEN, SYNC_GEN, BYPASS, BYPASS_STREAM = range(6)
 GENERATOR_KINDS = frozenset({ASYNC_GEN, SYNC_GEN, BYPASS_STREAM})
-GROUP_NODE_TYPE = "core:NodeGroup"
 _MULTI_HANDLE = re.compile(r"^(.*)__(\d+)$")
 _MAX_ISSUES = 200
 

@@ -51,7 +51,8 @@ __all__ = [
     "workflow_filename",
 ]
 
-#: The node type that embeds another workflow of the same project.
+#: The node type that embeds another workflow of the same project (named here only; the engine
+#: and the contracts import it).
 GROUP_NODE_TYPE = "core:NodeGroup"
 
 

@@ -23,6 +23,7 @@ import anyio
 import pytest
 
 from comfytavern.storage.projects import (
+    GROUP_NODE_TYPE,
     AlreadyExists,
     InvalidId,
     ProjectNotFound,
@@ -43,7 +44,7 @@ def workflow_doc(wid: str, name: str, **extra: Any) -> dict[str, Any]:
 
 
 def group_node(node_id: str, target: str) -> dict[str, Any]:
-    return {"id": node_id, "type": "core:NodeGroup", "position": {"x": 0, "y": 0}, "configValues": {"referencedWorkflowId": target}}
+    return {"id": node_id, "type": GROUP_NODE_TYPE, "position": {"x": 0, "y": 0}, "configValues": {"referencedWorkflowId": target}}
 
 
 @pytest.mark.anyio
