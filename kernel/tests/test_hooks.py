@@ -31,7 +31,7 @@ from comfytavern import (
     route,
 )
 from comfytavern.cli import main as cli_main
-from comfytavern.testing import NO_STORAGE, client_for, make_kernel
+from comfytavern.testing import NO_STORAGE, client_for, header_auth_plugin, make_kernel
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
 
@@ -260,6 +260,22 @@ def test_hook_register_services(tmp_path: Path) -> None:
 
     with pytest.raises(StartupError, match="service 'greeting' is required by listener but no installed plugin provides it"):
         make_kernel(tmp_path, storage=NO_STORAGE, plugins=[User()])
+
+
+def test_hook_register_scope_groups(tmp_path: Path) -> None:
+    class Plugin:
+        name = "scoped"
+
+        @hookimpl
+        def register_scope_groups(self) -> list[str]:
+            return ["hello", "server"]
+
+    kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Plugin()])
+    assert kernel.scope_groups["hello"] == ["scoped"]
+    assert kernel.scope_groups["server"][0] == "kernel" and "scoped" in kernel.scope_groups["server"]
+    assert kernel.scope_groups["runs"] == ["executions"]
+    bare = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[header_auth_plugin()], load_entrypoints=False, auth={"mode": "test-header"})
+    assert bare.scope_groups == {"server": ["kernel"]}
 
 
 def test_lifespan_time_limit(tmp_path: Path) -> None:

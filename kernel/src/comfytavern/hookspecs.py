@@ -121,6 +121,19 @@ def register_services() -> Sequence[ServiceUse]:
 
 
 @hookspec
+def register_scope_groups() -> Sequence[str]:
+    """Name the service-key scope groups this plugin's routes or messages use (``<group>:read``...).
+
+    Keys may only be created for a known group: those named here by any loaded plugin, plus any a
+    mounted route declares with ``route(..., scope=...)``::
+
+        @hookimpl
+        def register_scope_groups():
+            return ["hello"]
+    """
+
+
+@hookspec
 def detect_editor_dialect(kernel: Kernel) -> str | None:
     """Name the editor dialect of the editor build this plugin serves, or ``None`` if unknown.
 

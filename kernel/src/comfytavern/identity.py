@@ -45,7 +45,6 @@ from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChange
 from comfytavern.throttle import LoginThrottle, ThrottleBusy, Throttled
 
 __all__ = [
-    "SCOPE_GROUPS",
     "SESSION_SETTING_KEYS",
     "AccountIdentity",
     "AuthSettings",
@@ -67,9 +66,6 @@ __all__ = [
     "session_routes",
     "summary",
 ]
-
-#: Service-key scope groups used by the built-in routes (``<group>:read|write|*``, or ``*``).
-SCOPE_GROUPS: tuple[str, ...] = ("nodes", "projects", "runs", "characters", "account", "server")
 
 log = logging.getLogger("comfytavern.identity")
 

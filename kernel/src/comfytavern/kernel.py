@@ -92,6 +92,7 @@ class Kernel:
             self.register_plugin(obj, kind="node_pack")
 
         self._collect_services()
+        self._collect_scope_groups()
         self._collect_auth_modes()
         self._collect_storage_backends()
         self._select_storage()
@@ -146,7 +147,16 @@ class Kernel:
     def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[PluginInfo, Any]]:
         return self.loader.call_each(hook_name, kinds=("plugin",), **kwargs)
 
-    # -- services and selection by name ------------------------------------------------------
+    # -- services, scope groups and selection by name ---------------------------------------
+    def _collect_scope_groups(self) -> None:
+        """``scope group -> contributing plugins`` (``server`` is the kernel's own: ``/kernel/plugins``)."""
+        groups: dict[str, list[str]] = {"server": ["kernel"]}
+        for info, names in self.call_each("register_scope_groups"):
+            for name in names or ():
+                groups.setdefault(str(name), []).append(info.name)
+        #: Every service-key scope group plugins contribute, with who contributes it.
+        self.scope_groups = groups
+
     def _collect_services(self) -> None:
         """Gather every ``register_services`` declaration; a required service nobody provides stops start-up."""
         declared = list(KERNEL_SERVICES)

@@ -26,6 +26,11 @@ def register_services() -> list[ServiceUse]:
 
 
 @hookimpl
+def register_scope_groups() -> list[str]:
+    return ["characters"]
+
+
+@hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings(SETTINGS_KEY, CardLibrarySettings)
     library = kernel.services.lookup(CHARACTERS)

@@ -29,6 +29,11 @@ def register_services() -> list[ServiceUse]:
 
 
 @hookimpl
+def register_scope_groups() -> list[str]:
+    return ["runs"]
+
+
+@hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings("executions", ExecutionsSettings)
     return [*http_routes(kernel, settings), *workflow_routes(kernel, settings), *websocket_routes(kernel, settings)]

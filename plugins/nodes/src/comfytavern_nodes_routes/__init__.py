@@ -30,6 +30,11 @@ _TAGS = ["nodes"]
 
 
 @hookimpl
+def register_scope_groups() -> list[str]:
+    return ["nodes"]
+
+
+@hookimpl
 def register_routes(kernel: Kernel) -> list[BaseRoute]:
     return [
         route(

@@ -34,6 +34,11 @@ def register_services() -> list[ServiceUse]:
 
 
 @hookimpl
+def register_scope_groups() -> list[str]:
+    return ["server"]
+
+
+@hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings(SETTINGS_KEY, ServerRoutesSettings)
     return [*docs_routes(kernel), *admin_routes(kernel, settings), *extension_routes(kernel),

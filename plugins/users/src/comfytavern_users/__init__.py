@@ -102,6 +102,11 @@ def register_services() -> list[ServiceUse]:
 
 
 @hookimpl
+def register_scope_groups() -> list[str]:
+    return ["account"]
+
+
+@hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     accounts = accounts_for(kernel)
     out: list[BaseRoute] = [

@@ -132,7 +132,7 @@ async def list_users(kernel: Any, args: argparse.Namespace) -> int:
 async def create_key(kernel: Any, args: argparse.Namespace) -> int:
     store = _store(kernel)
     user = await _find_user(kernel, store, args.user)
-    known = known_scope_groups(kernel.plugin_routes()) if args.scope else set()
+    known = known_scope_groups(kernel.scope_groups, kernel.plugin_routes()) if args.scope else set()
     scopes: list[str] = []
     for raw in args.scope or ["*"]:
         try:
