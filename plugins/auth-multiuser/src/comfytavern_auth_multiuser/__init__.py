@@ -29,16 +29,11 @@ from comfytavern.identity import (
     AccountIdentity,
     AuthSettings,
     LoginRefused,
-    LoginResult,
-    UserSummary,
     check_new_password,
     check_username,
-    login_response,
     new_user_id,
-    refused,
-    session_routes,
-    summary,
 )
+from comfytavern_login import LoginResult, UserSummary, login_response, refused, session_routes, summary
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserRecord, iso_utc, utc_now
 
 MODE = "multi-user"

@@ -26,12 +26,9 @@ from comfytavern.identity import (
     AccountIdentity,
     AuthSettings,
     LoginRefused,
-    LoginResult,
     check_new_password,
-    login_response,
-    refused,
-    session_routes,
 )
+from comfytavern_login import LoginResult, login_response, refused, session_routes
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
 
 MODE = "local-password"
