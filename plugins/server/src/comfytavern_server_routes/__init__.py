@@ -1,6 +1,6 @@
 """Plugin ``server-routes``: what an operator and an API client need from the server itself.
 
-- ``GET /openapi.json``: OpenAPI 3.1 for every route served (see :mod:`comfytavern.openapi`);
+- ``GET /openapi.json``: OpenAPI 3.1 for every route served (see :mod:`comfytavern_server_routes.openapi`);
 - ``GET /docs``: interactive API docs, fully offline;
 - ``POST /api/server/restart``: graceful in-place restart (admin; see :mod:`comfytavern.restart`);
 - ``GET /metrics``: Prometheus metrics (see :mod:`comfytavern.metrics`);
