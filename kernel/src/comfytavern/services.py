@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from comfytavern.metrics import ServerMetrics
     from comfytavern.restart import RestartController
     from comfytavern.revocation import Revocations
-    from comfytavern.storage.sqlite import SqliteDatabase
 
 __all__ = [
     "CHARACTERS",
@@ -43,7 +42,6 @@ __all__ = [
     "RUN_QUEUE",
     "SCHEDULER",
     "SECRETS",
-    "SQLITE_DATABASES",
     "UVICORN_SERVER",
     "CharacterCatalog",
     "CredentialResolver",
@@ -170,9 +168,6 @@ REVOCATIONS: ServiceKey[Revocations] = ServiceKey("revocations", "announcements 
 SCHEDULER: ServiceKey[Scheduler] = ServiceKey("scheduler", "accepts, queues, runs and reports workflow runs")
 METRICS: ServiceKey[ServerMetrics] = ServiceKey("metrics", "the Prometheus metrics of this server")
 SECRETS: ServiceKey[ServerSecrets] = ServiceKey("secrets", "the server's master key, pepper and session secret")
-SQLITE_DATABASES: ServiceKey[dict[Path, SqliteDatabase]] = ServiceKey(
-    "sqlite_databases", "one SqliteDatabase per file, shared by the stores of this kernel"
-)
 RUN_QUEUE: ServiceKey[RunQueue] = ServiceKey("run_queue", "a shared queue: runs execute wherever it sends them")
 CREDENTIALS: ServiceKey[CredentialResolver] = ServiceKey(
     "credentials", "async (user_id, service) -> the user's stored secret or None"
@@ -193,7 +188,6 @@ KERNEL_SERVICES: tuple[tuple[str, ServiceUse], ...] = (
     ("kernel", provides(SCHEDULER)),
     ("kernel", provides(METRICS)),
     ("kernel", provides(SECRETS)),
-    ("kernel", provides(SQLITE_DATABASES)),
     ("kernel", uses(RUN_QUEUE)),
     ("kernel", uses(CREDENTIALS)),
     ("kernel", provides(RESTART_REQUESTED)),

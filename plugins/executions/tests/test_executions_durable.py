@@ -20,7 +20,7 @@ from comfytavern.services import SCHEDULER
 import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.storage.runs import RunRecord
-from comfytavern.storage.sqlite import shared_database
+from comfytavern_storage_sqlite.database import shared_database
 from comfytavern.testing import client_for, header_auth_plugin, make_config
 from comfytavern_storage_sqlite.runs import SqliteRunStore
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from comfytavern.storage.accounts import AccountStore, UserRecord, utc_now
-from comfytavern.storage.sqlite import SqliteDatabase
+from comfytavern_storage_sqlite.database import SqliteDatabase
 from comfytavern.testing_contracts.accounts import AccountStoreContract
 from comfytavern_storage_sqlite.accounts import MIGRATIONS, SqliteAccountStore
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from comfytavern.storage.sql import ConflictField, Row
-from comfytavern.storage.sqlite import SqliteDatabase
+from comfytavern_storage_sqlite.database import SqliteDatabase
 
 __all__ = ["SqliteDialect"]
 

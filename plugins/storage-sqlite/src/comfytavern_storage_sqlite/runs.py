@@ -7,7 +7,7 @@ schema and wires in :class:`SqliteDialect` (``rowid`` orders same-millisecond ru
 from __future__ import annotations
 
 from comfytavern.storage.sql import SqlRunStore
-from comfytavern.storage.sqlite import SqliteDatabase
+from comfytavern_storage_sqlite.database import SqliteDatabase
 from comfytavern_storage_sqlite.dialect import SqliteDialect
 
 __all__ = ["MIGRATIONS", "SqliteRunStore"]

@@ -1,4 +1,4 @@
-"""A small async wrapper over one SQLite file, shared by the embedded storage backends.
+"""A small async wrapper over one SQLite file, shared by this plugin's storage backends.
 
 SQLite calls block, so every statement runs in a worker thread; a capacity limiter of one
 serialises them on a single connection (WAL mode, foreign keys on). Each component applies its
@@ -20,7 +20,8 @@ import anyio
 import anyio.to_thread
 
 from comfytavern.files import private_dir
-from comfytavern.services import SQLITE_DATABASES, Services
+from comfytavern.services import Services
+from comfytavern_storage_sqlite import SQLITE_DATABASES
 
 __all__ = ["SqliteDatabase", "shared_database"]
 
