@@ -43,6 +43,7 @@ from comfytavern.crypto import (
     session_digest,
 )
 from comfytavern.proxies import forwarded_untrusted
+from comfytavern.responses import ApiError
 from comfytavern.revocation import Revocation, Revocations
 from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
 from comfytavern.throttle import LoginThrottle, ThrottleBusy, Throttled
@@ -57,6 +58,7 @@ __all__ = [
     "check_scope",
     "check_username",
     "new_user_id",
+    "refused",
     "scope_covers",
 ]
 
@@ -404,3 +406,11 @@ def check_scope(value: str, known_groups: set[str]) -> str:
     if value != "*" and group not in known_groups:
         raise ValueError(f"unknown scope group {group!r} (known: {', '.join(sorted(known_groups))})")
     return value
+
+
+def refused(exc: LoginRefused, *, wrong_status: int = 401) -> Exception:
+    """The :class:`~comfytavern.http.ApiError` for a refused login (429 and 503 carry ``Retry-After``)."""
+    if exc.status in (429, 503):
+        seconds = max(1, int(exc.retry_after or 1) + 1)
+        return ApiError(exc.status, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
+    return ApiError(wrong_status, exc.message)

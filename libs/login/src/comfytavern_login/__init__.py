@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute
 
 from comfytavern.auth import Principal, current_principal
 from comfytavern.http import ApiError, json_response, read_json, route
-from comfytavern.identity import AccountIdentity, LoginRefused, check_new_password
+from comfytavern.identity import AccountIdentity, LoginRefused, check_new_password, refused
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import UserChanges, UserRecord
 
@@ -57,14 +57,6 @@ class PasswordChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True, re
 
 def summary(user: UserRecord) -> UserSummary:
     return UserSummary(uid=user.id, username=user.username, is_admin=user.is_admin)
-
-
-def refused(exc: LoginRefused, *, wrong_status: int = 401) -> Exception:
-    """The :class:`~comfytavern.http.ApiError` for a refused login (429 and 503 carry ``Retry-After``)."""
-    if exc.status in (429, 503):
-        seconds = max(1, int(exc.retry_after or 1) + 1)
-        return ApiError(exc.status, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
-    return ApiError(wrong_status, exc.message)
 
 
 async def login_response(identity: AccountIdentity, conn: HTTPConnection, user: UserRecord, *, message: str, status: int = 200) -> Response:
