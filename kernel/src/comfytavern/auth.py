@@ -130,7 +130,7 @@ def optional_principal(conn: HTTPConnection) -> Principal | None:
 
 def current_principal(conn: HTTPConnection) -> Principal:
     """The caller; raises 401 when nobody is authenticated."""
-    principal = conn.scope.get(PRINCIPAL_SCOPE_KEY)
+    principal: Principal | None = conn.scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:
         raise ApiError(401, "authentication required")
     return principal
@@ -145,7 +145,7 @@ async def websocket_principal(websocket: Any) -> Principal | None:
             return
         await websocket.accept()
     """
-    principal = websocket.scope.get(PRINCIPAL_SCOPE_KEY)
+    principal: Principal | None = websocket.scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:
         await websocket.close(code=1008, reason="authentication required")
     return principal

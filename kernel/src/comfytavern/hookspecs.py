@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """The hook specifications: the single source of truth for what plugins can contribute.
 
 Registration hooks are synchronous and return typed records; the kernel calls each

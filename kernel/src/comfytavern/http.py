@@ -34,6 +34,7 @@ __all__ = [
     "ErrorBody",
     "JsonTooDeep",
     "RouteDoc",
+    "error_response",
     "json_response",
     "read_json",
     "read_json_value",

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import prometheus_client
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("comfytavern.metrics")
+_M = TypeVar("_M", bound="Counter | Gauge | Histogram")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "<unmatched>"
@@ -180,7 +181,7 @@ class MetricsRegistry:
         for metric in list(self._metrics.values()):
             yield from metric.metric.collect()
 
-    def register(self, metric: Any) -> Any:
+    def register(self, metric: _M) -> _M:
         if metric.name in self._metrics:
             raise ValueError(f"a metric named {metric.name!r} is already registered")
         self._metrics[metric.name] = metric

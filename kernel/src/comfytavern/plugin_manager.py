@@ -64,7 +64,7 @@ class PluginInfo:
     obj: Any = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "distribution": self.distribution,

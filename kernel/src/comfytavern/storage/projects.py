@@ -300,12 +300,12 @@ def project_view(doc: dict[str, Any], project_id: str, *, fallback_time: str, ve
         id=project_id,
         name=name if isinstance(name, str) and name else project_id,
         description=text("description"),
-        version=text("version") or version,  # type: ignore[arg-type]
+        version=text("version") or version,
         created_at=created,
         updated_at=updated,
         template_used=text("templateUsed"),
         preferred_view=view if view in ("editor", "custom") else "editor",
-        schema_version=text("schemaVersion") or version,  # type: ignore[arg-type]
+        schema_version=text("schemaVersion") or version,
         panels=panels if isinstance(panels, list) and all(isinstance(p, dict) for p in panels) else UNSET,
         enable_chat_page=chat if isinstance(chat, bool) else UNSET,
         custom_metadata=custom if isinstance(custom, dict) else UNSET,

@@ -17,6 +17,7 @@ own tests. The module needs ``pytest`` and ``anyio`` (test dependencies) and not
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -170,7 +171,7 @@ class ProjectStoreContract:
     @pytest.mark.parametrize("bad", BAD_IDS)
     async def test_unsafe_ids_are_rejected(self, store: Any, bad: str) -> None:
         await store.create_project(U, "p", {"name": "p"})
-        calls = [
+        calls: list[Callable[[], Awaitable[Any]]] = [
             lambda: store.get_project(U, bad),
             lambda: store.create_project(U, bad, {}),
             lambda: store.create_project(bad, "p2", {}),

@@ -124,7 +124,7 @@ class RunStoreContract:
         assert fixed.node_status == {
             "a": {"status": "complete"}, "b": {"status": "interrupted"}, "c": {"status": "interrupted"},
         }
-        assert (await store.get("q")).status == "interrupted"  # type: ignore[union-attr]
+        assert (await store.get("q")).status == "interrupted"
         assert await store.get("d") == done
         assert await store.interrupt_unfinished(T0 + 1000) == 0
 

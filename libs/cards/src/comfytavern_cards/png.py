@@ -35,7 +35,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Keywords that carry a card, in order of preference (V3 first, as the V3 spec asks).
 CARD_KEYWORDS: tuple[str, ...] = ("ccv3", "chara")
 
-_TEXT_TYPES = {b"tEXt": "tEXt", b"zTXt": "zTXt", b"iTXt": "iTXt"}
+_TEXT_TYPES: dict[bytes, ChunkType] = {b"tEXt": "tEXt", b"zTXt": "zTXt", b"iTXt": "iTXt"}
 _MAX_PNG_LENGTH = 2**31 - 1  # the PNG spec's limit for one chunk
 _MAX_KEYWORD = 79
 _HEADER = struct.Struct(">I4s")

@@ -93,8 +93,8 @@ def _elementwise(a: Operand, b: Operand, fn: Callable[[Number, Number], Number],
 
 def _map(x: Operand, fn: Callable[[Number], Number]) -> Operand:
     if _is_matrix(x):
-        return [[fn(v) for v in row] for row in x]  # type: ignore[union-attr]
-    return [fn(v) for v in x]  # type: ignore[union-attr]
+        return [[fn(v) for v in row] for row in x]  # type: ignore[union-attr,arg-type]
+    return [fn(v) for v in x]  # type: ignore[union-attr,arg-type]
 
 
 # -- products -------------------------------------------------------------------------------------

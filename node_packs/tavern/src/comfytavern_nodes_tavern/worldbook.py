@@ -110,7 +110,8 @@ def _role(value: Any) -> Role:
 def _entry(raw: Any, where: str, index: int) -> WorldEntry:
     if not isinstance(raw, Mapping):
         raise TavernError(f"{where} must be an object")
-    ext: Mapping[str, Any] = raw.get("extensions") if isinstance(raw.get("extensions"), Mapping) else {}
+    raw_ext = raw.get("extensions")
+    ext: Mapping[str, Any] = raw_ext if isinstance(raw_ext, Mapping) else {}
     st_style = "key" in raw or "keysecondary" in raw or "disable" in raw or "uid" in raw
     content = raw.get("content", "")
     if content is None:
