@@ -9,8 +9,6 @@ import copy
 import importlib.util
 import json
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from comfytavern.app import create_app
 from comfytavern.kernel import Kernel
-from comfytavern.testing import make_kernel
+from comfytavern.testing import live_server, make_kernel
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "docs" / "examples" / "openai-chat-model" / "chat-model.json"
@@ -56,27 +52,6 @@ def fake(fake_server: Any) -> Iterator[Any]:
     fake_server.reset()
     yield fake_server
     fake_server.reset()
-
-
-@contextlib.contextmanager
-def live_server(kernel: Kernel) -> Iterator[str]:
-    """Serve the kernel's app with uvicorn on 127.0.0.1 (a free port) in a thread."""
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(kernel), host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="openai-api-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def chat_workflow(base_url: str, model: str, **changes: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@ administrators see all."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -15,18 +14,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from comfytavern.auth import current_principal
-from comfytavern.engine import ExecutionPayload, PayloadError, SchedulerClosed, WorkflowInvalid, decode_payload, safe_encoder
+from comfytavern.engine import ExecutionPayload, PayloadError, decode_payload, safe_encoder
 from comfytavern.events import HubEvent
 from comfytavern.http import ApiError, json_response, require_json_content_type, route
 from comfytavern.storage.runs import FINAL_STATUSES, RunRecord
-from comfytavern_executions.common import safe_json, scheduler_of
+from comfytavern_executions.common import PromptAccepted, safe_json, scheduler_of, seconds_param, submit_and_answer
 from comfytavern_executions.settings import ExecutionsSettings
 
 __all__ = ["http_routes"]
-
-
-class PromptAccepted(msgspec.Struct, rename="camel"):
-    prompt_id: str
 
 
 class PromptInfo(msgspec.Struct, rename="camel", omit_defaults=True):
@@ -71,19 +66,6 @@ class HistoryPage(msgspec.Struct):
     offset: int
 
 
-def _float_param(request: Request, name: str, *, maximum: float) -> float:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name!r} must be a number of seconds", {"value": raw}) from None
-    if not math.isfinite(value) or value < 0:
-        raise ApiError(400, f"query parameter {name!r} must be a non-negative number of seconds")
-    return min(value, maximum)
-
-
 def _int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -112,7 +94,7 @@ def _is_final(event: HubEvent) -> bool:
 def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
     async def submit(request: Request) -> Response:
         user = current_principal(request)
-        wait = _float_param(request, "wait", maximum=settings.wait_max_seconds)
+        wait = seconds_param(request, "wait", maximum=settings.wait_max_seconds)
         require_json_content_type(request)
         body = await request.body()
         if not body.strip():
@@ -121,17 +103,7 @@ def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
             payload = decode_payload(body)
         except PayloadError as exc:
             raise ApiError(400 if exc.message == "malformed JSON" else 422, exc.message, exc.details) from None
-        scheduler = scheduler_of(kernel)
-        try:
-            prompt_id = await scheduler.submit(payload, user, source="http")
-        except WorkflowInvalid as exc:
-            raise ApiError(422, exc.message, exc.details()) from None
-        except SchedulerClosed as exc:
-            raise ApiError(503, str(exc)) from None
-        if wait > 0:
-            record = await scheduler.wait(prompt_id, user, wait)
-            return safe_json(record)
-        return json_response(PromptAccepted(prompt_id))
+        return await submit_and_answer(kernel, payload, user, wait)
 
     async def executions(request: Request) -> Response:
         return json_response(scheduler_of(kernel).executions(current_principal(request)))
@@ -139,7 +111,7 @@ def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
     async def status(request: Request) -> Response:
         user = current_principal(request)
         prompt_id = request.path_params["prompt_id"]
-        wait = _float_param(request, "wait", maximum=settings.wait_max_seconds)
+        wait = seconds_param(request, "wait", maximum=settings.wait_max_seconds)
         scheduler = scheduler_of(kernel)
         record = await (scheduler.wait(prompt_id, user, wait) if wait > 0 else scheduler.get(prompt_id, user))
         if record is None:

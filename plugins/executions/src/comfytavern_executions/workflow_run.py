@@ -18,14 +18,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from comfytavern.auth import current_principal
-from comfytavern.engine import SchedulerClosed, WorkflowInvalid
+from comfytavern.engine import WorkflowInvalid
 from comfytavern.engine.stored import InterfaceInputError, stored_run_payload
-from comfytavern.http import ApiError, JsonTooDeep, decode_json, json_response, require_json_content_type, route, validation_details
+from comfytavern.http import ApiError, JsonTooDeep, decode_json, require_json_content_type, route, validation_details
 from comfytavern.safety import UnsafeName
 from comfytavern.storage import StorageNotConfigured
 from comfytavern.storage.projects import check_id
-from comfytavern_executions.common import safe_json, scheduler_of
-from comfytavern_executions.http_api import PromptAccepted, _float_param
+from comfytavern_executions.common import PromptAccepted, seconds_param, submit_and_answer
 from comfytavern_executions.settings import ExecutionsSettings
 
 __all__ = ["RunWorkflowBody", "workflow_routes"]
@@ -67,7 +66,7 @@ def workflow_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute
         user = current_principal(request)
         project_id = _path_id(request, "projectId", "project id")
         workflow_id = _path_id(request, "workflowId", "workflow id")
-        wait = _float_param(request, "wait", maximum=settings.wait_max_seconds)
+        wait = seconds_param(request, "wait", maximum=settings.wait_max_seconds)
         body = await _body(request)
         try:
             store = kernel.storage.projects
@@ -84,16 +83,7 @@ def workflow_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute
             raise ApiError(422, exc.message, exc.details) from None
         except WorkflowInvalid as exc:
             raise ApiError(422, exc.message, exc.details()) from None
-        scheduler = scheduler_of(kernel)
-        try:
-            prompt_id = await scheduler.submit(payload, user, source="http")
-        except WorkflowInvalid as exc:
-            raise ApiError(422, exc.message, exc.details()) from None
-        except SchedulerClosed as exc:
-            raise ApiError(503, str(exc)) from None
-        if wait > 0:
-            return safe_json(await scheduler.wait(prompt_id, user, wait))
-        return json_response(PromptAccepted(prompt_id))
+        return await submit_and_answer(kernel, payload, user, wait)
 
     return [
         route(
