@@ -1,4 +1,4 @@
-"""The SQLite side of :class:`comfytavern.storage.sql.SqlDialect`, on the kernel's ``SqliteDatabase``.
+"""The SQLite side of :class:`comfytavern_sqlstores.SqlDialect`, on the kernel's ``SqliteDatabase``.
 
 Timestamps are stored as fixed-width ISO-8601 UTC text, so SQL comparisons and ``ORDER BY`` on
 them are chronological; ``rowid`` breaks ties in insertion order (an upsert keeps it).
@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import msgspec
 
-from comfytavern.storage.sql import ConflictField, Row
+from comfytavern_sqlstores import ConflictField, Row
 from comfytavern_storage_sqlite.database import SqliteDatabase
 
 __all__ = ["SqliteDialect"]

@@ -24,7 +24,7 @@ from comfytavern.storage.accounts import (
     username_key,
     utc_now,
 )
-from comfytavern.storage.sql.dialect import ConflictField, Row, SqlDialect
+from comfytavern_sqlstores.dialect import ConflictField, Row, SqlDialect
 
 __all__ = ["SqlAccountStore"]
 

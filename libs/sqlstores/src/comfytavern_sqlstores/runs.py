@@ -13,7 +13,7 @@ import msgspec
 
 from comfytavern.engine.encoding import safe_encoder
 from comfytavern.storage.runs import RunRecord, interrupted
-from comfytavern.storage.sql.dialect import Row, SqlDialect
+from comfytavern_sqlstores.dialect import Row, SqlDialect
 
 __all__ = ["SqlRunStore"]
 
