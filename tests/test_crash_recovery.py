@@ -29,7 +29,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from comfytavern.testing_contracts.services import postgres_dsn, postgres_schema
+from comfytavern_testing_contracts.services import postgres_dsn, postgres_schema
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 

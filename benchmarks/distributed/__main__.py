@@ -147,7 +147,7 @@ async def measure(ws_url: str, *, warmup: int, sequential: int, burst_size: int,
 
 
 def services() -> tuple[str, str]:
-    from comfytavern.testing_contracts.services import postgres_dsn, redis_url
+    from comfytavern_testing_contracts.services import postgres_dsn, redis_url
 
     return postgres_dsn(), redis_url()
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     io_burst = 40 if args.quick else 200
     worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
 
-    from comfytavern.testing_contracts.services import postgres_schema, redis_prefix
+    from comfytavern_testing_contracts.services import postgres_schema, redis_prefix
 
     dsn, url = services()
     check_services(dsn, url)

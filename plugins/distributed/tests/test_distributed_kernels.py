@@ -20,7 +20,7 @@ from comfytavern.engine.scheduler import Scheduler
 from comfytavern.kernel import Kernel
 from comfytavern.storage.runs import MemoryRunStore, RunRecord
 from comfytavern.testing import make_kernel
-from comfytavern.testing_contracts.services import redis_url
+from comfytavern_testing_contracts.services import redis_url
 
 ALICE = Principal(id="alice", username="alice")
 BOB = Principal(id="bob", username="bob")

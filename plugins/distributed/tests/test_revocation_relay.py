@@ -15,7 +15,7 @@ import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation
 from comfytavern.testing import make_kernel
-from comfytavern.testing_contracts.services import redis_url
+from comfytavern_testing_contracts.services import redis_url
 from comfytavern_distributed.keys import Keys
 
 Heard = list[tuple[str, Revocation, str | None]]

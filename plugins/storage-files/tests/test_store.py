@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from comfytavern.storage.projects import AlreadyExists, InvalidId
-from comfytavern.testing_contracts.projects import BAD_IDS, ProjectStoreContract, workflow_doc
+from comfytavern_testing_contracts.projects import BAD_IDS, ProjectStoreContract, workflow_doc
 from comfytavern_storage_files import FileProjectStore
 
 U = "default_user"

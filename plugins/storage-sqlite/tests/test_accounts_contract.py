@@ -9,7 +9,7 @@ import pytest
 
 from comfytavern.storage.accounts import AccountStore, UserRecord, utc_now
 from comfytavern_storage_sqlite.database import SqliteDatabase
-from comfytavern.testing_contracts.accounts import AccountStoreContract
+from comfytavern_testing_contracts.accounts import AccountStoreContract
 from comfytavern_storage_sqlite.accounts import MIGRATIONS, SqliteAccountStore
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from comfytavern.storage.runs import RunRecord
 from comfytavern_storage_sqlite.database import SqliteDatabase
-from comfytavern.testing_contracts.runs import RunStoreContract, run_record
+from comfytavern_testing_contracts.runs import RunStoreContract, run_record
 from comfytavern_storage_sqlite.runs import SqliteRunStore
 
 

@@ -1,6 +1,6 @@
 """``storage.accounts = "postgres"``: users, sessions, service keys and credentials in PostgreSQL.
 
-Same contract as the embedded SQLite store (``comfytavern.testing_contracts.accounts``); the store
+Same contract as the embedded SQLite store (``comfytavern_testing_contracts.accounts``); the store
 logic is :class:`comfytavern_sqlstores.SqlAccountStore`. This module holds only the schema (its
 constraint names are what :class:`PostgresDialect` maps to ``AccountConflict``). Timestamps are
 ``TIMESTAMPTZ``, ties are broken by a ``seq`` column.
