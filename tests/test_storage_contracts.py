@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from comfytavern.storage.runs import MemoryRunStore
-from comfytavern_testing_contracts.accounts import AccountStoreContract
-from comfytavern_testing_contracts.projects import ProjectStoreContract
-from comfytavern_testing_contracts.runs import RunStoreContract
-from comfytavern_testing_contracts.services import postgres_dsn, postgres_schema
 from comfytavern_storage_postgres.accounts import PostgresAccountStore
 from comfytavern_storage_postgres.database import PostgresDatabase, parse_settings
 from comfytavern_storage_postgres.projects import PostgresProjectStore
 from comfytavern_storage_postgres.runs import PostgresRunStore
+from comfytavern_testing_contracts.accounts import AccountStoreContract
+from comfytavern_testing_contracts.projects import ProjectStoreContract
+from comfytavern_testing_contracts.runs import RunStoreContract
+from comfytavern_testing_contracts.services import postgres_dsn, postgres_schema
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+import comfytavern_testnodes as testnodes
 from comfytavern import hookimpl, route
 from comfytavern.app import create_app
 from comfytavern.config import load_config
-import comfytavern_testnodes as testnodes
 from comfytavern.http import json_response
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation
@@ -164,6 +164,7 @@ def test_a_revoked_key_closes_its_sockets_and_no_other(multi_user: tuple[str, ht
         assert (code, reason) == (4401, "the API key was revoked")
         for ws in (ws_kept, ws_session, ws_bob):
             assert runs_to_completion(ws) == "complete"
+        assert run_count(alice) == before + 2  # the kept key's and the session's sockets still run
         assert run_count(bob) == 1
     # A new socket with the revoked key is refused at once, as HTTP is.
     with ws_with(base, key=revoked) as ws:

@@ -27,11 +27,11 @@ import anyio
 import httpx
 import websockets
 
+import comfytavern_testnodes as testnodes
 from benchmarks.engine.leanws import LeanWebSocket
 from benchmarks.engine.payloads import chain, wide_sleep
 from comfytavern.auth import Principal
 from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare
-import comfytavern_testnodes as testnodes
 from comfytavern.nodes.registry import NodeRegistry
 
 ORIGINAL_MS = {2: 2.394, 20: 4.435, 200: 29.72, 1000: 150.617}  # comfytavern-live.md §4, run 1 medians

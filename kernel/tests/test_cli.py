@@ -137,7 +137,8 @@ def test_check_config_without_a_file_says_so(here: Path, capsys: pytest.CaptureF
     ("config", "needle"),
     [
         ({"plugins": {"settings": {"static-frontnd": {"dist": "x"}}}},
-         "$.plugins.settings.static-frontnd: no plugin or node pack named 'static-frontnd' is installed, so these settings are ignored; did you mean 'static-frontend'?"),
+         "$.plugins.settings.static-frontnd: no plugin or node pack named 'static-frontnd' is installed, "
+         "so these settings are ignored; did you mean 'static-frontend'?"),
         ({"plugins": {"settings": {"server-routes": {"public_metrix": True}}}}, "unknown field `public_metrix`"),
         ({"plugins": {"settings": {"server-routes": {"public_metrics": "yes"}}}}, "$.plugins.settings.server-routes"),
         ({"plugins": {"settings": {"static-frontend": {"dist": "no-such-build"}}}}, "static-frontend.dist"),

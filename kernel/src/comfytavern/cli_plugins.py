@@ -34,8 +34,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     Uses a full kernel when the configuration allows one (folder packs, node counts and route
     registration errors are then known); otherwise lists the installed entry points alone.
     """
-    from comfytavern.cli_config import build_config
     from comfytavern.cli_checks import check_server
+    from comfytavern.cli_config import build_config
 
     rows: list[dict[str, Any]] | None = None
     services: list[dict[str, Any]] = []

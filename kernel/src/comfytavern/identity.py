@@ -27,9 +27,8 @@ from typing import Literal
 
 import anyio
 import msgspec
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 
 from comfytavern.auth import Principal, bearer_token, is_loopback
 from comfytavern.config import ConfigError

@@ -36,9 +36,8 @@ from anyio.abc import TaskStatus
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from comfytavern.services import METRICS
-
 from comfytavern.events import HubEvent
+from comfytavern.services import METRICS
 from comfytavern.version import __version__
 
 if TYPE_CHECKING:

@@ -14,16 +14,16 @@ from typing import Any
 import anyio
 import pytest
 
+import comfytavern_testnodes as testnodes
 from comfytavern import HubEvent, hookimpl
-from comfytavern.services import SCHEDULER
 from comfytavern.auth import Principal
 from comfytavern.engine import Scheduler, convert_payload
-import comfytavern_testnodes as testnodes
-from comfytavern_testnodes import NODES
 from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
+from comfytavern.services import SCHEDULER
 from comfytavern.storage.runs import MemoryRunStore
 from comfytavern.testing import NO_STORAGE, make_kernel
+from comfytavern_testnodes import NODES
 
 pytestmark = pytest.mark.anyio
 

@@ -198,7 +198,8 @@ def test_flat_v1_character_object_is_accepted() -> None:
         ({"characterData": {"name": 5}}, "characterData.name must be a string"),
         ({"worldBookData": {"entries": 7}}, "entries must be a list"),
         ({"worldBookData": {"entries": [{"keys": [1], "content": "x"}]}}, r"entries\[0\]\.keys must be a list of strings"),
-        ({"worldBookData": {"entries": [{"keys": ["/(/"], "content": "x"}]}, "historyMessages": [{"role": "user", "content": "q"}]}, "invalid regular expression"),
+        ({"worldBookData": {"entries": [{"keys": ["/(/"], "content": "x"}]},
+          "historyMessages": [{"role": "user", "content": "q"}]}, "invalid regular expression"),
         ({"historyMessages": [{"role": "user"}]}, "content must be a string"),
     ],
 )

@@ -12,9 +12,9 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comfytavern import hookimpl
-from comfytavern.services import CREDENTIALS
 from comfytavern.auth import websocket_principal
 from comfytavern.http import websocket_route
+from comfytavern.services import CREDENTIALS
 from comfytavern.testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}

@@ -12,12 +12,12 @@ from typing import Any
 import anyio
 import pytest
 
-from comfytavern import HubEvent, Principal, StorageBackend, hookimpl
-from comfytavern.services import RUN_QUEUE, SCHEDULER
-from comfytavern.engine import convert_payload
 import comfytavern_testnodes as testnodes
+from comfytavern import HubEvent, Principal, StorageBackend, hookimpl
+from comfytavern.engine import convert_payload
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.kernel import Kernel
+from comfytavern.services import RUN_QUEUE, SCHEDULER
 from comfytavern.storage.runs import MemoryRunStore, RunRecord
 from comfytavern.testing import make_kernel
 from comfytavern_testing_contracts.services import redis_url

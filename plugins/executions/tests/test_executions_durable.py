@@ -15,13 +15,13 @@ from typing import Any
 import anyio
 import pytest
 
-from comfytavern import StorageBackend, hookimpl
-from comfytavern.services import SCHEDULER
 import comfytavern_testnodes as testnodes
+from comfytavern import StorageBackend, hookimpl
 from comfytavern.kernel import Kernel
+from comfytavern.services import SCHEDULER
 from comfytavern.storage.runs import RunRecord
-from comfytavern_storage_sqlite.database import shared_database
 from comfytavern.testing import client_for, header_auth_plugin, make_config
+from comfytavern_storage_sqlite.database import shared_database
 from comfytavern_storage_sqlite.runs import SqliteRunStore
 
 ALICE = {"X-User": "alice"}

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from comfytavern.cli import main
-from comfytavern.services import CREDENTIALS
 from comfytavern.config import load_config
 from comfytavern.kernel import Kernel
+from comfytavern.services import CREDENTIALS
 from comfytavern.testing import client_for
 
 FAST = {"password_memory_kib": 64, "password_iterations": 1, "password_lanes": 1}

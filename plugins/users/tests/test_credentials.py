@@ -112,7 +112,10 @@ def test_tampered_or_moved_ciphertext_is_rejected(client: TestClient) -> None:
     client.portal.call(store, original, "default_user", "anthropic")
     with pytest.raises(CredentialDecryptError):
         client.portal.call(resolve, "default_user", "anthropic")
-    client.portal.call(db.execute, "INSERT INTO users (id, username, username_key, is_admin, created_at) VALUES ('u_x', 'x', 'x', 0, '2026-01-01T00:00:00.000000Z')")
+    client.portal.call(
+        db.execute,
+        "INSERT INTO users (id, username, username_key, is_admin, created_at) VALUES ('u_x', 'x', 'x', 0, '2026-01-01T00:00:00.000000Z')",
+    )
     client.portal.call(store, original, "u_x", "openai")
     with pytest.raises(CredentialDecryptError):
         client.portal.call(resolve, "u_x", "openai")

@@ -12,7 +12,7 @@ import copy
 import re
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -128,11 +128,11 @@ def workflow_filename(name: str) -> str:
 # -- timestamps --------------------------------------------------------------------------------
 def utc_now_iso() -> str:
     """Now as UTC ISO-8601 with milliseconds and a trailing ``Z`` (what the editor's zod accepts)."""
-    return _format(datetime.now(timezone.utc))
+    return _format(datetime.now(UTC))
 
 
 def _format(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def normalise_timestamp(value: Any) -> str | None:
@@ -150,7 +150,7 @@ def normalise_timestamp(value: Any) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return _format(moment)
 
 

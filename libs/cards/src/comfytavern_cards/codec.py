@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from comfytavern_cards.errors import CardTooLargeError, InvalidCardError
 from comfytavern.http import JsonTooDeep, decode_json
+from comfytavern_cards.errors import CardTooLargeError, InvalidCardError
 
 __all__ = ["MAX_CARD_JSON_BYTES", "decode_card_json", "decode_card_text", "encode_card_text"]
 

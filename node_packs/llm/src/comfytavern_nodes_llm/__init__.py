@@ -7,9 +7,8 @@ Nodes (namespace ``core``): ``APISettings``, ``History``, ``MergeHistory``, ``Op
 
 from __future__ import annotations
 
-from comfytavern.services import CONFIG, CREDENTIALS, ServiceUse, uses
 from comfytavern import Node, hookimpl
-
+from comfytavern.services import CONFIG, CREDENTIALS, ServiceUse, uses
 from comfytavern_nodes_llm.node_api_settings import api_settings
 from comfytavern_nodes_llm.node_generic import generic_llm_request
 from comfytavern_nodes_llm.node_history import history, merge_history

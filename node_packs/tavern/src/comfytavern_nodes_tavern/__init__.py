@@ -7,8 +7,8 @@ Nodes (namespace ``core``): ``CharacterCardLoader``, ``WorldBookLoader``, ``Pres
 
 from __future__ import annotations
 
-from comfytavern.services import CONFIG, ServiceUse, uses
 from comfytavern import Node, hookimpl
+from comfytavern.services import CONFIG, ServiceUse, uses
 from comfytavern_nodes_tavern.loaders import (
     character_card_loader,
     history_loader,

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, node
-from comfytavern_cards import CardError, PngLimits, card_library_settings, read_card_path
 from comfytavern.services import CONFIG
+from comfytavern_cards import CardError, PngLimits, card_library_settings, read_card_path
 from comfytavern_nodes_tavern.errors import TavernError
 from comfytavern_nodes_tavern.messages import parse_history
 from comfytavern_nodes_tavern.regex_rules import parse_rule_list

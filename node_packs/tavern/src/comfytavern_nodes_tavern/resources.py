@@ -18,9 +18,9 @@ import msgspec
 import yaml
 
 from comfytavern import NodeContext
-from comfytavern_cards import card_library_dir, user_data_dir
 from comfytavern.safety import UnsafeName, check_name, resolve_inside
 from comfytavern.services import CONFIG
+from comfytavern_cards import card_library_dir, user_data_dir
 from comfytavern_nodes_tavern.errors import TavernError
 
 __all__ = ["MAX_FILE_BYTES", "read_structured", "resolve_resource"]

@@ -220,7 +220,7 @@ def activate(books: Sequence[WorldBook], messages: Sequence[Mapping[str, Any]]) 
             if entry.enabled and entry.content.strip():
                 candidates.append((book, b, entry))
     active: dict[int, tuple[WorldBook, WorldEntry]] = {}
-    for i, (book, b, entry) in enumerate(candidates):
+    for i, (book, _b, entry) in enumerate(candidates):
         depth = entry.scan_depth if entry.scan_depth is not None else (book.scan_depth if book.scan_depth is not None else DEFAULT_SCAN_DEPTH)
         where = f"world book entry {entry.uid}"
         if entry.constant or _matches(entry, window(depth), where):
@@ -228,7 +228,7 @@ def activate(books: Sequence[WorldBook], messages: Sequence[Mapping[str, Any]]) 
     recursion_text = "\n".join(e.content for _, e in active.values() if not e.prevent_recursion)
     for _ in range(MAX_RECURSION_PASSES):
         added = False
-        for i, (book, b, entry) in enumerate(candidates):
+        for i, (book, _b, entry) in enumerate(candidates):
             if i in active or not book.recursive or entry.exclude_recursion or not recursion_text:
                 continue
             if _matches(entry, recursion_text, f"world book entry {entry.uid}"):

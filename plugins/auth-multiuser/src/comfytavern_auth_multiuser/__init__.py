@@ -33,8 +33,8 @@ from comfytavern.identity import (
     check_username,
     new_user_id,
 )
-from comfytavern_login import LoginResult, UserSummary, login_response, refused, session_routes, summary
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserRecord, iso_utc, utc_now
+from comfytavern_login import LoginResult, UserSummary, login_response, refused, session_routes, summary
 
 MODE = "multi-user"
 

@@ -28,8 +28,8 @@ from comfytavern.identity import (
     LoginRefused,
     check_new_password,
 )
-from comfytavern_login import LoginResult, login_response, refused, session_routes
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
+from comfytavern_login import LoginResult, login_response, refused, session_routes
 
 MODE = "local-password"
 DEFAULT_USER_ID = "default_user"

@@ -22,7 +22,6 @@ from comfytavern.engine.encoding import safe_encoder
 from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.revocation import Revocation
 from comfytavern.storage.runs import FINAL_STATUSES, RunRecord
-
 from comfytavern_distributed.bus import EventBridge
 from comfytavern_distributed.keys import Keys
 from comfytavern_distributed.queue import WORKER_LOST, QueuedRun, RedisRunQueue, RunOutcome, RunState

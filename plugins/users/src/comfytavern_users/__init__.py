@@ -16,10 +16,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from comfytavern import ServiceUse, hookimpl, provides, uses
-from comfytavern.services import CREDENTIALS, SECRETS
 from comfytavern.http import route
 from comfytavern.records import CliCommand
-
+from comfytavern.services import CREDENTIALS, SECRETS
 from comfytavern_users import credentials, keys, profile
 from comfytavern_users.cli import commands
 from comfytavern_users.context import current_context

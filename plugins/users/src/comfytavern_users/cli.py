@@ -15,7 +15,6 @@ from comfytavern.identity import check_new_password, check_scope, check_username
 from comfytavern.records import CliCommand
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, iso_utc, utc_now
-
 from comfytavern_users.keys import known_scope_groups, mint_key
 from comfytavern_users.service import accounts_for
 

@@ -14,7 +14,6 @@ from comfytavern.http import ApiError, json_response, read_json
 from comfytavern.identity import check_scope, scope_covers
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, ServiceKeyRecord, iso_utc, utc_now
-
 from comfytavern_users.service import Accounts
 from comfytavern_users.wire import ServiceKeyCreate, ServiceKeyList, ServiceKeyWithSecret, key_meta
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import msgspec
 
 from comfytavern.storage.accounts import CredentialRecord, DisplayHint, ServiceKeyRecord, iso_utc
