@@ -108,3 +108,13 @@ def test_cli_plugins_shows_the_service_table(tmp_path: Path) -> None:
     ).stdout)
     users = next(row for row in rows if row["name"] == "users")
     assert users["provides"] == ["credentials"] and "secrets" in users["uses"]
+
+
+def test_docs_list_every_declared_service(tmp_path: Path) -> None:
+    """docs/plugins.md and docs/hooks.md show each service the installed distributions declare."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    plugins_md = (docs / "plugins.md").read_text(encoding="utf-8")
+    hooks_md = (docs / "hooks.md").read_text(encoding="utf-8")
+    for row in make_kernel(tmp_path).service_catalog.rows():
+        assert f"(`{row['service']}`)" in plugins_md or f"`{row['service']}`" in plugins_md, row["service"]
+        assert f"`{row['service']}`" in hooks_md, row["service"]
