@@ -144,6 +144,11 @@ def test_check_config_without_a_file_says_so(here: Path, capsys: pytest.CaptureF
         ({"plugins": {"settings": {"static-frontend": {"dist": "no-such-build"}}}}, "static-frontend.dist"),
         ({"auth": {"settings": {"local-pasword": {}}}}, "did you mean 'local-password'?"),
         ({"storage": {**NO_STORAGE, "settings": {"postgress": {}}}}, "did you mean 'postgres'?"),
+        # A node pack's own settings (the llm pack declares SETTINGS): typo and wrong type.
+        ({"plugins": {"settings": {"llm": {"max_retrie": 3}}}},
+         "$.plugins.settings.llm: node pack 'llm' does not accept these settings: Object contains unknown field `max_retrie`"),
+        ({"plugins": {"settings": {"llm": {"read_timeout_seconds": "slow"}}}}, "Expected `float`, got `str` - at `$.read_timeout_seconds`"),
+        ({"plugins": {"settings": {"llm": {"read_timeout_seconds": -1}}}}, "$.plugins.settings.llm"),
     ],
 )
 def test_check_config_reports_what_serve_would_leave_broken(
@@ -157,6 +162,11 @@ def test_check_config_reports_what_serve_would_leave_broken(
     assert err.count("error: ") == 1, err  # each problem once, no duplicate log line
     assert "configuration has 1 problem" in err
     assert listing(here) == before
+
+
+def test_check_config_accepts_good_node_pack_settings(here: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(here, {"plugins": {"settings": {"llm": {"max_retries": 0, "read_timeout_seconds": 30}}}})
+    assert main(["check-config"]) == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

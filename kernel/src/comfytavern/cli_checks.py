@@ -9,7 +9,10 @@ reports, each once:
 - configuration errors (exit 2: the server would not start);
 - every plugin and node pack that failed to load or register (exit 1);
 - settings for a plugin, node pack, auth mode or storage backend that is not installed — a
-  mistyped name is otherwise silently ignored (exit 1), with the closest installed name.
+  mistyped name is otherwise silently ignored (exit 1), with the closest installed name;
+- settings of a node pack that declares their type (``SETTINGS = (key, Struct)`` in the pack's
+  module) and does not accept them (exit 1). Node packs have no hooks and read their settings
+  when a node runs, so without this a typo would only show in the first run.
 
 Nothing is opened or written: no storage is opened and no lifespan runs.
 """
@@ -24,6 +27,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from importlib import metadata
 from typing import Any
 
 from comfytavern.config import Config, ConfigError
@@ -75,6 +79,7 @@ def check_server(config: Config) -> ServerCheck:
             source = f" ({row['distribution']})" if row.get("distribution") else ""
             result.problems.append((f"{what} {row['name']}{source}", plain_error(row["error"] or "failed")))
     result.problems.extend(_unknown_settings(kernel))
+    result.problems.extend(_node_pack_settings(kernel))
     return result
 
 
@@ -100,6 +105,28 @@ def _unknown_settings(kernel: Any) -> Iterable[tuple[str, str]]:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; installed: {', '.join(sorted(known)) or 'none'}"
             yield (f"$.{path}.{key}", f"no {what} named {key!r} is installed, so these settings are ignored{hint}")
+
+
+def _node_pack_settings(kernel: Any) -> Iterable[tuple[str, str]]:
+    """Validate ``plugins.settings.<key>`` of every loaded node pack that declares ``SETTINGS``."""
+    import msgspec
+
+    from comfytavern.plugin_manager import NODE_PACK_GROUP
+
+    loaded = {r["name"] for r in kernel.plugin_rows() if r["kind"] == "node_pack" and r["status"] != "error"}
+    for entry in metadata.entry_points(group=NODE_PACK_GROUP):
+        module = sys.modules.get(entry.module)
+        declared = getattr(module, "SETTINGS", None)
+        if entry.name not in loaded or not (isinstance(declared, tuple) and len(declared) == 2):
+            continue
+        key, type_ = declared
+        raw = kernel.config.plugins.settings.get(key)
+        if raw is None:
+            continue
+        try:
+            msgspec.convert(raw, type_)
+        except (msgspec.ValidationError, ValueError) as exc:
+            yield (f"$.plugins.settings.{key}", f"node pack {entry.name!r} does not accept these settings: {exc}")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -13,12 +13,16 @@ from comfytavern_nodes_llm.node_api_settings import api_settings
 from comfytavern_nodes_llm.node_generic import generic_llm_request
 from comfytavern_nodes_llm.node_history import history, merge_history
 from comfytavern_nodes_llm.node_openai import openai, openai_chat
+from comfytavern_nodes_llm.settings import SETTINGS_KEY, LlmSettings
 
-__all__ = ["NAMESPACE", "NODES", "register_nodes", "register_services"]
+__all__ = ["NAMESPACE", "NODES", "SETTINGS", "register_nodes", "register_services"]
 
 NAMESPACE = "core"
 
 NODES: tuple[Node, ...] = (api_settings, history, merge_history, openai_chat, openai, generic_llm_request)
+
+#: ``plugins.settings.llm`` is checked against this by ``comfytavern check-config``.
+SETTINGS = (SETTINGS_KEY, LlmSettings)
 
 
 @hookimpl
