@@ -2,7 +2,7 @@
 """One-command bootstrap: create .venv, install the workspace, then serve or test.
 
     python3 scripts/dev.py serve [serve options]   # install and run the server on 127.0.0.1:3233
-    python3 scripts/dev.py test [pytest options]   # install (with dev tools) and run every test
+    python3 scripts/dev.py test [pytest options]   # install (with dev tools), ruff + mypy, every test
                                                    # (as root also Debian's chromium, for tests/e2e)
     python3 scripts/dev.py build [--out DIR]       # wheels of the kernel, every plugin and pack (dist/)
 
@@ -35,7 +35,7 @@ PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
 def members() -> list[Path]:
     found = [ROOT / "kernel"]
-    for group in ("plugins", "node_packs"):
+    for group in ("libs", "plugins", "node_packs"):
         found += sorted(p.parent for p in (ROOT / group).glob("*/pyproject.toml"))
     return found
 
@@ -53,7 +53,7 @@ def run(*cmd: str | Path) -> None:
 
 
 def install(dev: bool) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script may run under an older system python
         sys.exit("ComfyTavern Server needs Python 3.11 or newer")
     if not PY.exists():
         print(f"creating virtual environment in {VENV}", flush=True)
@@ -231,8 +231,21 @@ def main(argv: list[str]) -> int:
     ensure_browser()
     env = dict(os.environ)
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    if os.environ.get("CT_SKIP_LINT") != "1" and not lint(env):
+        return 1
     result = subprocess.run([str(PY), "-m", "pytest", *rest], cwd=ROOT, env=env)
     return result.returncode
+
+
+def lint(env: dict[str, str]) -> bool:
+    """The lint and type gate before the tests: ruff and mypy as configured in pyproject.toml
+    (zero findings, or the test command fails). ``CT_SKIP_LINT=1`` skips it for a quick re-run."""
+    for name, cmd in (("ruff", [str(PY), "-m", "ruff", "check", "."]), ("mypy", [str(PY), "-m", "mypy"])):
+        print(f"{name}: {' '.join(cmd[2:])}", flush=True)
+        if subprocess.run(cmd, cwd=ROOT, env=env).returncode != 0:
+            print(f"{name} reported findings: fix them before the tests run", flush=True)
+            return False
+    return True
 
 
 if __name__ == "__main__":

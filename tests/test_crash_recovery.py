@@ -29,7 +29,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from comfytavern.testing_contracts.services import postgres_dsn, postgres_schema
+from comfytavern_testing_contracts.services import postgres_dsn, postgres_schema
 
 pytestmark = [pytest.mark.fault, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ FINAL = {"complete", "interrupted"}
 
 NODE_FOLDER_MODULE = (
     '"""The engine\'s test nodes (namespace ``t``)."""\n'
-    "from comfytavern.engine.testnodes import NODES\n\n\n"
+    "from comfytavern_testnodes import NODES\n\n\n"
     "def register_nodes():\n    return NODES\n"
 )
 

@@ -52,7 +52,7 @@ def mismatches(ours: Any, theirs: Any, path: str) -> list[str]:
                 out += mismatches(ours[key], theirs[key], sub)
         return out
     if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
-        return [m for i, (a, b) in enumerate(zip(ours, theirs)) for m in mismatches(a, b, f"{path}[{i}]")]
+        return [m for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) for m in mismatches(a, b, f"{path}[{i}]")]
     return [] if ours == theirs else [f"{path}: ours {ours!r:.120}, reference {theirs!r:.120}"]
 
 
@@ -60,7 +60,7 @@ def _slot_order(ours: dict[str, Any], theirs: dict[str, Any], name: str) -> list
     out = []
     for group in ("inputs", "outputs", "configSchema"):
         mine = [k for k in (ours.get(group) or {}) if f"{name}.{group}.{k}" not in ADDITIONS]
-        if mine != list((theirs.get(group) or {})):
+        if mine != list(theirs.get(group) or {}):
             out.append(f"{name}.{group}: slot order {mine} != {list(theirs.get(group) or {})}")
     return out
 

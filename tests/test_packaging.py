@@ -14,7 +14,8 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-MEMBERS = [ROOT / "kernel", *sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml")),
+MEMBERS = [ROOT / "kernel", *sorted(p.parent for p in ROOT.glob("libs/*/pyproject.toml")),
+           *sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml")),
            *sorted(p.parent for p in ROOT.glob("node_packs/*/pyproject.toml"))]
 
 

@@ -1,4 +1,4 @@
-"""The storage contract suites (``comfytavern.testing_contracts``) against PostgreSQL (one private
+"""The storage contract suites (``comfytavern_testing_contracts``) against PostgreSQL (one private
 schema per test) and the kernel's in-memory run history (``storage.runs: null``). The embedded backends run the same suites in their own plugin's tests
 (plugins/storage-files: projects; plugins/storage-sqlite: runs and accounts). Same tests, same
 expectations."""
@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from comfytavern.storage.runs import MemoryRunStore
-from comfytavern.testing_contracts.accounts import AccountStoreContract
-from comfytavern.testing_contracts.projects import ProjectStoreContract
-from comfytavern.testing_contracts.runs import RunStoreContract
-from comfytavern.testing_contracts.services import postgres_dsn, postgres_schema
 from comfytavern_storage_postgres.accounts import PostgresAccountStore
 from comfytavern_storage_postgres.database import PostgresDatabase, parse_settings
 from comfytavern_storage_postgres.projects import PostgresProjectStore
 from comfytavern_storage_postgres.runs import PostgresRunStore
+from comfytavern_testing_contracts.accounts import AccountStoreContract
+from comfytavern_testing_contracts.projects import ProjectStoreContract
+from comfytavern_testing_contracts.runs import RunStoreContract
+from comfytavern_testing_contracts.services import postgres_dsn, postgres_schema
 
 
 @pytest.fixture

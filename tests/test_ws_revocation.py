@@ -23,10 +23,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+import comfytavern_testnodes as testnodes
 from comfytavern import hookimpl, route
 from comfytavern.app import create_app
 from comfytavern.config import load_config
-from comfytavern.engine import testnodes
 from comfytavern.http import json_response
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation
@@ -158,7 +158,6 @@ def test_a_revoked_key_closes_its_sockets_and_no_other(multi_user: tuple[str, ht
     with ws_with(base, key=revoked) as ws_revoked, ws_with(base, key=kept) as ws_kept, \
             ws_with(base, session=alice) as ws_session, ws_with(base, key=bobs) as ws_bob:
         assert runs_to_completion(ws_revoked) == "complete"
-        before = run_count(alice)
         assert alice.delete(f"/api/users/me/service-keys/{revoked_id}").status_code == 204
         code, reason, _ = closed_with(ws_revoked)
         assert (code, reason) == (4401, "the API key was revoked")

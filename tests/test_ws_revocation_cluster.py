@@ -19,8 +19,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from comfytavern.testing_contracts.services import postgres_dsn, postgres_schema, redis_prefix, redis_url
-from comfytavern_distributed.cluster import LocalCluster, node_folder_with_testnodes
+from comfytavern_distributed.cluster import LocalCluster
+from comfytavern_testing_contracts.services import postgres_dsn, postgres_schema, redis_prefix, redis_url
+from comfytavern_testnodes import node_folder as node_folder_with_testnodes
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -35,7 +35,8 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from comfytavern_distributed.cluster import LocalCluster, node_folder_with_testnodes
+from comfytavern_distributed.cluster import LocalCluster
+from comfytavern_testnodes import node_folder as node_folder_with_testnodes
 
 FINAL = {"complete", "error", "interrupted"}
 #: A frame that takes longer than this means something is broken: fail loudly, never hang.
@@ -146,7 +147,7 @@ async def measure(ws_url: str, *, warmup: int, sequential: int, burst_size: int,
 
 
 def services() -> tuple[str, str]:
-    from comfytavern.testing_contracts.services import postgres_dsn, redis_url
+    from comfytavern_testing_contracts.services import postgres_dsn, redis_url
 
     return postgres_dsn(), redis_url()
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     io_burst = 40 if args.quick else 200
     worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
 
-    from comfytavern.testing_contracts.services import postgres_schema, redis_prefix
+    from comfytavern_testing_contracts.services import postgres_schema, redis_prefix
 
     dsn, url = services()
     check_services(dsn, url)

@@ -27,10 +27,11 @@ import anyio
 import httpx
 import websockets
 
+import comfytavern_testnodes as testnodes
 from benchmarks.engine.leanws import LeanWebSocket
 from benchmarks.engine.payloads import chain, wide_sleep
 from comfytavern.auth import Principal
-from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare, testnodes
+from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare
 from comfytavern.nodes.registry import NodeRegistry
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import uvicorn
 
+import comfytavern_testnodes as testnodes
 from comfytavern.app import create_app
 from comfytavern.cli import WS_PROTOCOL
-from comfytavern.engine import testnodes
 from comfytavern.testing import make_kernel
 
 

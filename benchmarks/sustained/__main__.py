@@ -182,18 +182,21 @@ async def many_sockets(server: Served, quick: bool) -> None:
     count, idle_n = (500, 1000) if quick else (2000, 1000)
     print(f"{count} submissions (3-node runs, sent at once) without and with {idle_n} idle sockets")
     await submissions(server, 100)  # warm-up
+    c0 = server.cpu_ms()
     bare = await submissions(server, count)
+    bare_cpu = server.cpu_ms() - c0
     idle = [await connect(server.ws_url, server.base) for _ in range(idle_n)]
     try:
         await asyncio.sleep(0.5)
+        c0 = server.cpu_ms()
         loaded = await submissions(server, count)
-        received = sum(len(ws.messages) if hasattr(ws, "messages") else 0 for ws in idle)
+        loaded_cpu = server.cpu_ms() - c0
     finally:
         await asyncio.gather(*(ws.close() for ws in idle), return_exceptions=True)
     extra = (loaded / bare - 1) * 100
-    report(f"{count} submissions with {idle_n} idle sockets", f"{loaded:.2f} s ({count / loaded:.0f} runs/s)",
-           f"floor: no idle socket {bare:.2f} s, +{extra:.0f} %", extra < 20, "< +20 %")
-    del received
+    report(f"{count} submissions with {idle_n} idle sockets", f"{loaded:.2f} s ({count / loaded:.0f} runs/s), "
+           f"server CPU {loaded_cpu / 1000:.2f} s", f"floor: no idle socket {bare:.2f} s, server CPU "
+           f"{bare_cpu / 1000:.2f} s; +{extra:.0f} %", extra < 20, "< +20 %")
 
 
 # -- streaming -----------------------------------------------------------------------------------

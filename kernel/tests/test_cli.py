@@ -137,14 +137,16 @@ def test_check_config_without_a_file_says_so(here: Path, capsys: pytest.CaptureF
     ("config", "needle"),
     [
         ({"plugins": {"settings": {"static-frontnd": {"dist": "x"}}}},
-         "$.plugins.settings.static-frontnd: no plugin or node pack named 'static-frontnd' is installed, so these settings are ignored; did you mean 'static-frontend'?"),
+         "$.plugins.settings.static-frontnd: no plugin or node pack named 'static-frontnd' is installed, "
+         "so these settings are ignored; did you mean 'static-frontend'?"),
         ({"plugins": {"settings": {"server-routes": {"public_metrix": True}}}}, "unknown field `public_metrix`"),
         ({"plugins": {"settings": {"server-routes": {"public_metrics": "yes"}}}}, "$.plugins.settings.server-routes"),
         ({"plugins": {"settings": {"static-frontend": {"dist": "no-such-build"}}}}, "static-frontend.dist"),
         ({"auth": {"settings": {"local-pasword": {}}}}, "did you mean 'local-password'?"),
         ({"storage": {**NO_STORAGE, "settings": {"postgress": {}}}}, "did you mean 'postgres'?"),
         # A node pack's own settings (the llm pack declares SETTINGS): typo and wrong type.
-        ({"plugins": {"settings": {"llm": {"max_retrie": 3}}}}, "$.plugins.settings.llm: node pack 'llm' does not accept these settings: Object contains unknown field `max_retrie`"),
+        ({"plugins": {"settings": {"llm": {"max_retrie": 3}}}},
+         "$.plugins.settings.llm: node pack 'llm' does not accept these settings: Object contains unknown field `max_retrie`"),
         ({"plugins": {"settings": {"llm": {"read_timeout_seconds": "slow"}}}}, "Expected `float`, got `str` - at `$.read_timeout_seconds`"),
         ({"plugins": {"settings": {"llm": {"read_timeout_seconds": -1}}}}, "$.plugins.settings.llm"),
     ],

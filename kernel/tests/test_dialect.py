@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+import comfytavern_testnodes as testnodes
 from comfytavern.cli import main as cli_main
 from comfytavern.config import ConfigError, load_config
 from comfytavern.dialect import LATER, SEED, SYNTHETIC_FINISH, Dialect, recognise_build
-from comfytavern.engine import testnodes
 from comfytavern.testing import client_for, make_kernel, seed_frontend_dist
 
 SEED_DIST = seed_frontend_dist()

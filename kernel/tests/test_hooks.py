@@ -19,15 +19,19 @@ from comfytavern import (
     HubEvent,
     Output,
     Principal,
+    ServiceKey,
+    ServiceUse,
     StorageBackend,
     hookimpl,
     hookspecs,
     json_response,
     node,
+    provides,
+    requires,
     route,
 )
 from comfytavern.cli import main as cli_main
-from comfytavern.testing import NO_STORAGE, client_for, make_kernel
+from comfytavern.testing import NO_STORAGE, client_for, header_auth_plugin, make_kernel
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
 
@@ -197,6 +201,81 @@ def test_hook_lifespan(tmp_path: Path) -> None:
     with client_for(kernel):
         assert order == ["start a", "start b"]
     assert order == ["start a", "start b", "stop b", "stop a"]
+
+
+GREETING: ServiceKey[str] = ServiceKey("greeting", "a test service")
+
+
+def test_hook_register_services(tmp_path: Path) -> None:
+    class Provider:
+        name = "greeter"
+
+        @hookimpl
+        def register_services(self) -> list[ServiceUse]:
+            return [provides(GREETING)]
+
+        @hookimpl
+        def lifespan(self, kernel: Any) -> Any:
+            @contextlib.asynccontextmanager
+            async def run() -> AsyncIterator[None]:
+                kernel.services.provide(GREETING, "hi")
+                yield
+                kernel.services.withdraw(GREETING, "hi")
+
+            return run()
+
+    class User:
+        name = "listener"
+
+        @hookimpl
+        def register_services(self) -> list[ServiceUse]:
+            return [requires(GREETING)]
+
+        @hookimpl
+        def register_routes(self, kernel: Any) -> list[Any]:
+            async def hear(request: Any) -> Any:
+                return json_response({"heard": kernel.services.require(GREETING)})
+
+            return [route("/api/hear", hear, summary="Hear the greeting", auth="public")]
+
+    kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Provider(), User()])
+    with client_for(kernel) as client:
+        assert client.get("/api/hear").json() == {"heard": "hi"}
+        body = client.get("/kernel/plugins").json()
+    rows = {row["name"]: row for row in body["plugins"]}
+    assert rows["greeter"]["provides"] == ["greeting"] and rows["greeter"]["uses"] == []
+    assert rows["listener"]["uses"] == ["greeting"]
+    table = {row["service"]: row for row in body["services"]}
+    assert table["greeting"] == {
+        "service": "greeting",
+        "description": "a test service",
+        "providers": ["greeter"],
+        "users": ["listener"],
+        "requiredBy": ["listener"],
+    }
+    assert table["scheduler"]["providers"] == ["kernel"]
+    assert GREETING not in kernel.services  # withdrawn at shutdown
+
+    from comfytavern.kernel import StartupError
+
+    with pytest.raises(StartupError, match="service 'greeting' is required by listener but no installed plugin provides it"):
+        make_kernel(tmp_path, storage=NO_STORAGE, plugins=[User()])
+
+
+def test_hook_register_scope_groups(tmp_path: Path) -> None:
+    class Plugin:
+        name = "scoped"
+
+        @hookimpl
+        def register_scope_groups(self) -> list[str]:
+            return ["hello", "server"]
+
+    kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Plugin()])
+    assert kernel.scope_groups["hello"] == ["scoped"]
+    assert kernel.scope_groups["server"][0] == "kernel" and "scoped" in kernel.scope_groups["server"]
+    assert kernel.scope_groups["runs"] == ["executions"]
+    bare = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[header_auth_plugin()], load_entrypoints=False, auth={"mode": "test-header"})
+    assert bare.scope_groups == {"server": ["kernel"]}
 
 
 def test_lifespan_time_limit(tmp_path: Path) -> None:

@@ -113,3 +113,21 @@ def test_settings_validation_names_the_key() -> None:
         AuthSettings.load({"cookie_samesite": "none"}, "$.x")
     with pytest.raises(ConfigError, match="login_window_seconds"):
         AuthSettings.load({"login_window_seconds": 0}, "$.x")
+
+
+@pytest.mark.anyio
+async def test_hash_password_with_a_full_queue_is_a_503_with_retry_after() -> None:
+    """A new password hash that cannot get a turn answers 503 (not a NameError 500)."""
+    from comfytavern.crypto import PasswordHasherBusy
+    from comfytavern.http import ApiError
+    from comfytavern.identity import AccountIdentity
+
+    class BusyHasher:
+        async def hash(self, password: str) -> str:
+            raise PasswordHasherBusy(retry_after=2.0)
+
+    identity = AccountIdentity.__new__(AccountIdentity)
+    identity.hasher = BusyHasher()  # type: ignore[assignment]
+    with pytest.raises(ApiError) as caught:
+        await identity.hash_password("a new password")
+    assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "3"}

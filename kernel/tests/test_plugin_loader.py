@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 
-
 from comfytavern.kernel import StartupError
 from comfytavern.plugin_manager import PluginError
 from comfytavern.testing import NO_STORAGE, client_for, make_dist, make_kernel, on_path
-
-
 
 GOOD = """
 from comfytavern import hookimpl, route, json_response
@@ -44,14 +41,16 @@ def dists(tmp_path: Path):
     root = tmp_path / "site"
     root.mkdir()
     make_dist(root, "ct-good", entry_points={"comfytavern.plugins": {"good": "ct_good"}}, modules={"ct_good/__init__.py": GOOD})
-    make_dist(root, "ct-broken", entry_points={"comfytavern.plugins": {"broken": "ct_broken"}}, modules={"ct_broken/__init__.py": "raise RuntimeError('boom at import')\n"})
+    make_dist(root, "ct-broken", entry_points={"comfytavern.plugins": {"broken": "ct_broken"}},
+              modules={"ct_broken/__init__.py": "raise RuntimeError('boom at import')\n"})
     make_dist(
         root,
         "ct-typo",
         entry_points={"comfytavern.plugins": {"typo": "ct_typo"}},
         modules={"ct_typo/__init__.py": "from comfytavern import hookimpl\n\n@hookimpl\ndef register_route(kernel):\n    return []\n"},
     )
-    make_dist(root, "ct-nodes-fake", version="2.5", entry_points={"comfytavern.node_packs": {"fakepack": "ct_nodes_fake"}}, modules={"ct_nodes_fake/__init__.py": PACK})
+    make_dist(root, "ct-nodes-fake", version="2.5", entry_points={"comfytavern.node_packs": {"fakepack": "ct_nodes_fake"}},
+              modules={"ct_nodes_fake/__init__.py": PACK})
     make_dist(
         root,
         "ct-nodes-sneaky",

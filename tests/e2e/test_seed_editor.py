@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern.cards.testing import card_png, v2_card
+from comfytavern_cards.testing import card_png, v2_card
 
 pytestmark = pytest.mark.e2e
 

@@ -23,6 +23,7 @@ from comfytavern.nodes.definition import (
     node,
 )
 from comfytavern.records import AuthMode, CliCommand, StorageBackend
+from comfytavern.services import MissingService, ServiceKey, Services, ServiceUse, provides, requires, uses
 from comfytavern.version import HOOK_API_VERSION, __version__
 
 __all__ = [
@@ -44,8 +45,12 @@ __all__ = [
     "NodeDefinition",
     "Output",
     "Outputs",
+    "MissingService",
     "Principal",
     "RouteDoc",
+    "ServiceKey",
+    "ServiceUse",
+    "Services",
     "StorageBackend",
     "__version__",
     "current_principal",
@@ -54,7 +59,10 @@ __all__ = [
     "load_config",
     "node",
     "optional_principal",
+    "provides",
     "read_json",
+    "requires",
     "route",
+    "uses",
     "websocket_route",
 ]

@@ -20,11 +20,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from comfytavern.auth import AuthMiddleware
 from comfytavern.dialect import DialectMiddleware
 from comfytavern.hosts import HostCheckMiddleware, effective_allowed_hosts
+from comfytavern.http import ApiError, error_response, json_response, route
+from comfytavern.kernel import Kernel
 from comfytavern.logs import RequestContextMiddleware
 from comfytavern.metrics import MetricsMiddleware, metrics_for, run_event_metrics
 from comfytavern.proxies import TrustedProxyMiddleware
-from comfytavern.http import ApiError, error_response, json_response, route
-from comfytavern.kernel import Kernel
 from comfytavern.version import __version__
 
 __all__ = ["create_app", "kernel_routes"]
@@ -145,7 +145,9 @@ def kernel_routes(kernel: Kernel) -> list[BaseRoute]:
         return json_response({"status": "ready", "nodes": len(kernel.registry.current)})
 
     async def plugins(request: Request) -> Response:
-        return json_response({"plugins": kernel.plugin_rows(), "kernelVersion": __version__})
+        return json_response(
+            {"plugins": kernel.plugin_rows(), "services": kernel.service_catalog.rows(), "kernelVersion": __version__}
+        )
 
     return [
         route("/healthz", healthz, summary="Liveness probe", auth="public", tags=["kernel"]),

@@ -28,6 +28,8 @@ from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from comfytavern.responses import ApiError, error_response
+
 __all__ = [
     "PRINCIPAL_SCOPE_KEY",
     "UNSAFE_METHODS",
@@ -128,9 +130,7 @@ def optional_principal(conn: HTTPConnection) -> Principal | None:
 
 def current_principal(conn: HTTPConnection) -> Principal:
     """The caller; raises 401 when nobody is authenticated."""
-    from comfytavern.http import ApiError
-
-    principal = conn.scope.get(PRINCIPAL_SCOPE_KEY)
+    principal: Principal | None = conn.scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:
         raise ApiError(401, "authentication required")
     return principal
@@ -145,7 +145,7 @@ async def websocket_principal(websocket: Any) -> Principal | None:
             return
         await websocket.accept()
     """
-    principal = websocket.scope.get(PRINCIPAL_SCOPE_KEY)
+    principal: Principal | None = websocket.scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:
         await websocket.close(code=1008, reason="authentication required")
     return principal
@@ -280,6 +280,4 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, reason: str) -> No
         ws = WebSocket(scope, receive, send)
         await ws.close(code=1008, reason="cross-site WebSocket refused")
         return
-    from comfytavern.http import error_response
-
     await error_response(403, "cross-site request refused", {"reason": reason})(scope, receive, send)

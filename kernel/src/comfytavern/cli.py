@@ -14,14 +14,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from comfytavern.cli_config import CONFIG_ENV, OVERRIDES_ENV, build_config, cli_overrides
 from comfytavern.config import Config, ConfigError, load_config
+from comfytavern.services import RESTART, RESTART_REQUESTED, UVICORN_SERVER
 from comfytavern.version import __version__
 
 __all__ = ["app_factory", "build_config", "main", "uvicorn_config"]
 
-#: Environment used to hand the effective CLI overrides to a reloading or restarted server.
-OVERRIDES_ENV = "CT_CLI_OVERRIDES"
-CONFIG_ENV = "CT_CONFIG"
 #: The uvicorn WebSocket protocol class that coalesces outgoing frames (see engine/transport.py).
 WS_PROTOCOL = "comfytavern.engine.transport:CoalescingWebSocketProtocol"
 
@@ -33,24 +32,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="path to config.json (default: ./config.json; env CT_CONFIG)",
     )
     parser.add_argument("--data-dir", help="base folder for every data path (data.root)")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if getattr(args, "data_dir", None):
-        out.setdefault("data", {})["root"] = os.path.abspath(args.data_dir)
-    if getattr(args, "host", None):
-        out.setdefault("server", {})["host"] = args.host
-    if getattr(args, "port", None) is not None:
-        out.setdefault("server", {})["port"] = args.port
-    return out
-
-
-def build_config(args: argparse.Namespace) -> Config:
-    path = args.config
-    if path != "config.json" and not os.path.exists(path):
-        raise ConfigError(f"{path}: configuration file not found")
-    return load_config(path, overrides=_overrides(args))
 
 
 def app_factory() -> Any:
@@ -113,7 +94,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     _configure_logging(config)
     if args.reload:
-        os.environ[OVERRIDES_ENV] = json.dumps(_overrides(args))
+        os.environ[OVERRIDES_ENV] = json.dumps(cli_overrides(args))
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
         uvicorn.run(
             "comfytavern.cli:app_factory",
@@ -146,12 +127,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(kernel)
     server = uvicorn.Server(uvicorn_config(app, config))
-    kernel.services["uvicorn_server"] = server
+    kernel.services.provide(UVICORN_SERVER, server)
     holder["server"] = server
     from comfytavern.restart import RestartController
 
-    # POST /api/server/restart uses it; it sets "restart_requested" (called below) when claimed.
-    kernel.services["restart"] = RestartController(kernel, server)
+    # POST /api/server/restart uses it; it provides RESTART_REQUESTED (called below) when claimed.
+    kernel.services.provide(RESTART, RestartController(kernel, server))
     # What start-up built (modules, plugins, the node registry: ~50,000 tracked objects) lives as
     # long as the process. Frozen out of the collector's generations, it is no longer traversed
     # by every full collection, which otherwise stalls the event loop for 10-100 ms under load.
@@ -170,7 +151,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         server.run()
     if stand_in is not None:
         stand_in.stop()
-    restart = kernel.services.get("restart_requested")
+    restart = kernel.services.lookup(RESTART_REQUESTED)
     if restart:
         restart()
     return 0

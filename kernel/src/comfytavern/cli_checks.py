@@ -130,7 +130,7 @@ def _node_pack_settings(kernel: Any) -> Iterable[tuple[str, str]]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from comfytavern.cli import build_config
+    from comfytavern.cli_config import build_config
 
     if args.config == "config.json" and not os.path.exists(args.config):
         print(f"no config.json in {os.getcwd()}, using the defaults")

@@ -34,10 +34,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     Uses a full kernel when the configuration allows one (folder packs, node counts and route
     registration errors are then known); otherwise lists the installed entry points alone.
     """
-    from comfytavern.cli import build_config
     from comfytavern.cli_checks import check_server
+    from comfytavern.cli_config import build_config
 
     rows: list[dict[str, Any]] | None = None
+    services: list[dict[str, Any]] = []
     try:
         config = build_config(args)
     except ConfigError as exc:
@@ -48,6 +49,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             print(f"the server would not start ({result.fatal}); listing installed distributions only", file=sys.stderr)
         else:
             rows = result.kernel.plugin_rows()
+            services = result.kernel.service_catalog.rows()
     if rows is None:
         rows = _entry_point_rows()
     if args.json:
@@ -61,6 +63,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(line.rstrip())
         if row["error"]:
             print(f"         error: {row['error']}")
+    for service in services:
+        providers = ", ".join(service["providers"]) or "nobody"
+        users = ", ".join(service["users"]) or "nobody"
+        print(f"service  {service['service']:<24} provided by {providers}; used by {users}")
     return 0
 
 

@@ -170,7 +170,8 @@ class Config(_Section):
         return path.resolve()
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 def _validate_semantics(cfg: Config) -> None:

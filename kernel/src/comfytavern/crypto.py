@@ -38,6 +38,7 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from comfytavern.files import fsync_dir, private_dir, write_atomic
+from comfytavern.services import SECRETS, Services
 
 __all__ = [
     "CredentialDecryptError",
@@ -564,14 +565,9 @@ def _parse_keyring_file(path: Path) -> Keyring:
         ) from None
 
 
-def server_secrets(services: dict[str, Any], secret_dir: Path) -> ServerSecrets:
-    """The one :class:`ServerSecrets` of a kernel (kept in ``kernel.services['secrets']``)."""
-    existing = services.get("secrets")
-    if isinstance(existing, ServerSecrets):
-        return existing
-    created = ServerSecrets(secret_dir)
-    services["secrets"] = created
-    return created
+def server_secrets(services: Services, secret_dir: Path) -> ServerSecrets:
+    """The one :class:`ServerSecrets` of a kernel (the ``SECRETS`` service, created on first use)."""
+    return services.setdefault(SECRETS, lambda: ServerSecrets(secret_dir))
 
 
 def default_secret_dir(config: Any) -> Path:

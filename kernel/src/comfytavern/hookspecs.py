@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """The hook specifications: the single source of truth for what plugins can contribute.
 
 Registration hooks are synchronous and return typed records; the kernel calls each
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
     from comfytavern.nodes.definition import Node
     from comfytavern.records import AuthMode, CliCommand, StorageBackend
+    from comfytavern.services import ServiceUse
 
 PROJECT_NAME = "comfytavern"
 
@@ -27,7 +29,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 #: Hooks a node pack (entry-point group ``comfytavern.node_packs``) may implement.
-NODE_PACK_HOOKS = frozenset({"register_nodes"})
+NODE_PACK_HOOKS = frozenset({"register_nodes", "register_services"})
 
 
 @hookspec
@@ -97,10 +99,38 @@ def lifespan(kernel: Kernel) -> AbstractAsyncContextManager[None] | None:
             @contextlib.asynccontextmanager
             async def run():
                 client = httpx.AsyncClient()
-                kernel.services["http"] = client
+                kernel.services.provide(HTTP_CLIENT, client)   # HTTP_CLIENT: ServiceKey[httpx.AsyncClient]
                 yield
+                kernel.services.withdraw(HTTP_CLIENT, client)
                 await client.aclose()
             return run()
+    """
+
+
+@hookspec
+def register_services() -> Sequence[ServiceUse]:
+    """Declare the typed services (:mod:`comfytavern.services`) this plugin provides, requires or uses.
+
+    Declarations feed the plugin table (``comfytavern plugins``, ``GET /kernel/plugins``) and the
+    start-up check: a service some loaded plugin ``requires`` that nothing ``provides`` stops
+    start-up naming it. Node packs may implement this hook too::
+
+        @hookimpl
+        def register_services():
+            return [provides(CREDENTIALS), requires(SCHEDULER), uses(RUN_QUEUE)]
+    """
+
+
+@hookspec
+def register_scope_groups() -> Sequence[str]:
+    """Name the service-key scope groups this plugin's routes or messages use (``<group>:read``...).
+
+    Keys may only be created for a known group: those named here by any loaded plugin, plus any a
+    mounted route declares with ``route(..., scope=...)``::
+
+        @hookimpl
+        def register_scope_groups():
+            return ["hello"]
     """
 
 

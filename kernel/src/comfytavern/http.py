@@ -26,6 +26,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from comfytavern.auth import PRINCIPAL_SCOPE_KEY, Principal, scope_refusal
+from comfytavern.responses import ApiError, ErrorBody, error_response, json_response
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -33,6 +34,7 @@ __all__ = [
     "ErrorBody",
     "JsonTooDeep",
     "RouteDoc",
+    "error_response",
     "json_response",
     "read_json",
     "read_json_value",
@@ -54,41 +56,8 @@ log = logging.getLogger("comfytavern.http")
 #: elsewhere; a fixed limit far below that makes the answer the same everywhere (400).
 MAX_JSON_DEPTH = 128
 
-_encoder = msgspec.json.Encoder()
 
 
-class ErrorBody(msgspec.Struct, omit_defaults=True):
-    """The one error shape every route answers with."""
-
-    error: str
-    details: Any = None
-
-
-class ApiError(Exception):
-    """An error with an HTTP status, rendered as ``{"error": message, "details"?: ...}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        details: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
-        self.headers = headers
-
-
-def json_response(
-    content: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(_encoder.encode(content), status, headers, media_type="application/json")
-
-
-def error_response(status: int, message: str, details: Any = None, headers: dict[str, str] | None = None) -> Response:
-    return json_response(ErrorBody(message, details), status, headers)
 
 
 class JsonTooDeep(msgspec.DecodeError):

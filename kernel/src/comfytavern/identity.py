@@ -1,5 +1,8 @@
 """Account-backed identity shared by every auth mode: service keys, sessions, logins, throttling.
 
+The HTTP side of the login-based modes (login/logout/password responses and routes) is the
+``comfytavern-login`` library (``libs/login``), which those auth-mode plugins depend on.
+
 Auth-mode plugins compose :class:`AccountIdentity` instead of re-implementing secret handling:
 
 - ``Authorization: Bearer ctsk_...`` is looked up by its indexed id, its secret compared in
@@ -24,9 +27,8 @@ from typing import Literal
 
 import anyio
 import msgspec
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 
 from comfytavern.auth import Principal, bearer_token, is_loopback
 from comfytavern.config import ConfigError
@@ -40,36 +42,24 @@ from comfytavern.crypto import (
     session_digest,
 )
 from comfytavern.proxies import forwarded_untrusted
+from comfytavern.responses import ApiError
 from comfytavern.revocation import Revocation, Revocations
 from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
 from comfytavern.throttle import LoginThrottle, ThrottleBusy, Throttled
 
 __all__ = [
-    "SCOPE_GROUPS",
     "SESSION_SETTING_KEYS",
     "AccountIdentity",
     "AuthSettings",
-    "Done",
     "LoginRefused",
-    "LoginResult",
     "LoginThrottle",
-    "PasswordChange",
-    "UserSummary",
-    "change_password_response",
     "check_new_password",
     "check_scope",
     "check_username",
-    "login_response",
-    "logout_response",
     "new_user_id",
     "refused",
     "scope_covers",
-    "session_routes",
-    "summary",
 ]
-
-#: Service-key scope groups used by the built-in routes (``<group>:read|write|*``, or ``*``).
-SCOPE_GROUPS: tuple[str, ...] = ("nodes", "projects", "runs", "characters", "account", "server")
 
 log = logging.getLogger("comfytavern.identity")
 
@@ -417,128 +407,9 @@ def check_scope(value: str, known_groups: set[str]) -> str:
     return value
 
 
-# -- shared route behaviour for the login-based modes ----------------------------------------
-class UserSummary(msgspec.Struct, frozen=True, rename="camel"):
-    uid: str
-    username: str
-    is_admin: bool
-
-
-class LoginResult(msgspec.Struct, frozen=True):
-    success: bool
-    message: str
-    user: UserSummary
-
-
-class Done(msgspec.Struct, frozen=True):
-    success: bool
-    message: str
-
-
-class PasswordChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
-    current_password: str
-    new_password: str
-
-
-def summary(user: UserRecord) -> UserSummary:
-    return UserSummary(uid=user.id, username=user.username, is_admin=user.is_admin)
-
-
 def refused(exc: LoginRefused, *, wrong_status: int = 401) -> Exception:
     """The :class:`~comfytavern.http.ApiError` for a refused login (429 and 503 carry ``Retry-After``)."""
-    from comfytavern.http import ApiError
-
     if exc.status in (429, 503):
         seconds = max(1, int(exc.retry_after or 1) + 1)
         return ApiError(exc.status, exc.message, {"retryAfterSeconds": seconds}, headers={"Retry-After": str(seconds)})
     return ApiError(wrong_status, exc.message)
-
-
-async def login_response(identity: AccountIdentity, conn: HTTPConnection, user: UserRecord, *, message: str, status: int = 200) -> Response:
-    """Start a new session for ``user`` and answer with the session cookie set."""
-    from comfytavern.http import json_response
-
-    token = await identity.start_session(conn, user.id)
-    response = json_response(LoginResult(success=True, message=message, user=summary(user)), status)
-    identity.set_cookie(response, token)
-    return response
-
-
-async def logout_response(identity: AccountIdentity, conn: HTTPConnection) -> Response:
-    """End the caller's session (if any) and clear the cookie; always succeeds."""
-    from comfytavern.http import json_response
-
-    ended = await identity.end_session(conn)
-    response = json_response(Done(success=True, message="logged out" if ended else "no session to end"))
-    identity.clear_cookie(response)
-    return response
-
-
-async def change_password_response(identity: AccountIdentity, conn: HTTPConnection, principal: Principal, body: PasswordChange) -> Response:
-    """Check the current password, store the new one, end every other session of the user.
-
-    A cookie caller gets a fresh session id (privilege change); a key caller keeps no session.
-    """
-    from comfytavern.http import ApiError, json_response
-
-    user = await identity.store.get_user(principal.id)
-    if user is None:
-        raise ApiError(404, "user not found")
-    try:
-        new = check_new_password(body.new_password, identity.settings.password_min_length)
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from None
-    try:
-        await identity.check_password(conn, user.username, user, body.current_password)
-    except LoginRefused as exc:
-        raise refused(exc, wrong_status=403) from None
-    await identity.store.update_user(user.id, UserChanges(password_hash=await identity.hash_password(new)))
-    await identity.store.delete_user_sessions(user.id)
-    await identity.revocations.announce(Revocation.sessions(user.id))
-    response = json_response(Done(success=True, message="password changed; other sessions were logged out"))
-    if principal.via == "session":
-        token = await identity.start_session(conn, user.id)
-        identity.set_cookie(response, token)
-    return response
-
-
-def session_routes(identity: AccountIdentity, *, password_summary: str) -> list[BaseRoute]:
-    """``POST /api/auth/logout`` and ``PUT /api/auth/password``, the same in every login-based mode."""
-    from comfytavern.auth import current_principal
-    from comfytavern.http import read_json, route
-
-    async def logout(request: Request) -> Response:
-        return await logout_response(identity, request)
-
-    async def change_password(request: Request) -> Response:
-        body = await read_json(request, PasswordChange)
-        return await change_password_response(identity, request, current_principal(request), body)
-
-    return [
-        route(
-            "/api/auth/logout",
-            logout,
-            methods=["POST"],
-            summary="End the current session and clear the cookie",
-            auth="public",
-            response=Done,
-            tags=["auth"],
-        ),
-        route(
-            "/api/auth/password",
-            change_password,
-            methods=["PUT"],
-            summary=password_summary,
-            auth="user",
-            scope="account",
-            body=PasswordChange,
-            response=Done,
-            responses={
-                403: "current password is wrong",
-                422: "new password too short",
-                429: "too many failed attempts",
-                503: "too many password checks waiting",
-            },
-            tags=["auth"],
-        ),
-    ]

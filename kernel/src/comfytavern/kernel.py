@@ -31,6 +31,7 @@ from comfytavern.plugin_manager import (
 )
 from comfytavern.records import STORAGE_KINDS, AuthMode, CliCommand, StorageBackend
 from comfytavern.revocation import Revocations
+from comfytavern.services import CONFIG, HUB, KERNEL_SERVICES, REVOCATIONS, SCHEDULER, ServiceCatalog, Services
 from comfytavern.storage import StorageSet
 
 __all__ = ["Kernel", "StartupError"]
@@ -68,8 +69,12 @@ class Kernel:
         self.hub = EventHub()
         #: Announcements of ended credentials, for long-lived connections (``comfytavern.revocation``).
         self.revocations = Revocations()
-        #: Named shared objects (``scheduler``, ``http``...); nodes see them as ``ctx.services``.
-        self.services: dict[str, Any] = {"config": config, "hub": self.hub, "revocations": self.revocations}
+        #: Typed shared objects (``comfytavern.services``); nodes see them as ``ctx.services``.
+        self.services = Services()
+        self.services.provide(CONFIG, config)
+        self.services.provide(HUB, self.hub)
+        self.services.provide(REVOCATIONS, self.revocations)
+        self.service_catalog = ServiceCatalog(KERNEL_SERVICES)
         self.registry = RegistryHolder()
         self.storage = StorageSet()
         self.auth: AuthBackend | None = None
@@ -86,6 +91,8 @@ class Kernel:
         for obj in node_packs:
             self.register_plugin(obj, kind="node_pack")
 
+        self._collect_services()
+        self._collect_scope_groups()
         self._collect_auth_modes()
         self._collect_storage_backends()
         self._select_storage()
@@ -121,7 +128,7 @@ class Kernel:
         return info
 
     def plugin_rows(self) -> list[dict[str, Any]]:
-        return [row.as_dict() for row in self.loader.rows()]
+        return [row.as_dict() | self.service_catalog.of(row.name) for row in self.loader.rows()]
 
     def plugin_settings(self, name: str, type_: type[T]) -> T:
         """``plugins.settings.<name>`` validated into ``type_`` (errors name the key)."""
@@ -140,7 +147,26 @@ class Kernel:
     def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[PluginInfo, Any]]:
         return self.loader.call_each(hook_name, kinds=("plugin",), **kwargs)
 
-    # -- selection by name -----------------------------------------------------------------
+    # -- services, scope groups and selection by name ---------------------------------------
+    def _collect_scope_groups(self) -> None:
+        """``scope group -> contributing plugins`` (``server`` is the kernel's own: ``/kernel/plugins``)."""
+        groups: dict[str, list[str]] = {"server": ["kernel"]}
+        for info, names in self.call_each("register_scope_groups"):
+            for name in names or ():
+                groups.setdefault(str(name), []).append(info.name)
+        #: Every service-key scope group plugins contribute, with who contributes it.
+        self.scope_groups = groups
+
+    def _collect_services(self) -> None:
+        """Gather every ``register_services`` declaration; a required service nobody provides stops start-up."""
+        declared = list(KERNEL_SERVICES)
+        for info, uses in self.loader.call_each("register_services"):
+            declared.extend((info.name, use) for use in uses or ())
+        self.service_catalog = ServiceCatalog(declared)
+        missing = self.service_catalog.missing()
+        if missing:
+            raise StartupError("; ".join(missing))
+
     def _collect_auth_modes(self) -> None:
         for info, records in self.call_each("register_auth_modes", kernel=self):
             for record in records or ():
@@ -303,7 +329,7 @@ class Kernel:
                 # stops before them, recording runs cut off by the shutdown as interrupted.
                 scheduler = Scheduler.from_kernel(self)
                 await tg.start(scheduler.serve)
-                self.services["scheduler"] = scheduler
+                self.services.provide(SCHEDULER, scheduler)
                 self.started = True
                 self.ready = True
                 try:

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import prometheus_client
@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.events import HubEvent
+from comfytavern.services import METRICS
 from comfytavern.version import __version__
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("comfytavern.metrics")
+_M = TypeVar("_M", bound="Counter | Gauge | Histogram")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED = "<unmatched>"
@@ -197,7 +199,7 @@ class MetricsRegistry:
         for metric in list(self._metrics.values()):
             yield from metric.metric.collect()
 
-    def register(self, metric: Any) -> Any:
+    def register(self, metric: _M) -> _M:
         if metric.name in self._metrics:
             raise ValueError(f"a metric named {metric.name!r} is already registered")
         self._metrics[metric.name] = metric
@@ -371,13 +373,8 @@ def _count(value: Any) -> int | None:
 
 
 def metrics_for(kernel: Kernel) -> ServerMetrics:
-    """The kernel's :class:`ServerMetrics` (created on first use, kept at ``kernel.services["metrics"]``)."""
-    existing = kernel.services.get("metrics")
-    if isinstance(existing, ServerMetrics):
-        return existing
-    created = ServerMetrics()
-    kernel.services["metrics"] = created
-    return created
+    """The kernel's :class:`ServerMetrics` (the ``METRICS`` service, created on first use)."""
+    return kernel.services.setdefault(METRICS, ServerMetrics)
 
 
 async def run_event_metrics(kernel: Kernel, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

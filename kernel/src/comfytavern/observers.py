@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
+
+from comfytavern import tracing
 
 if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
@@ -38,11 +41,15 @@ async def run_observers(kernel: Kernel, *, task_status: TaskStatus[None] = anyio
         task_status = anyio.TASK_STATUS_IGNORED
         with subscription:
             async for event in subscription:
+                traced = tracing.enabled()
                 for impl in impls:
                     info = kernel.loader.table.get(impl.plugin_name)
                     if info is None or info.status != "loaded":
                         continue
+                    started = time.perf_counter()
                     await _call_one(kernel, impl, event)
+                    if traced:
+                        tracing.trace("on_execution_event", impl.plugin_name, started)
         if not subscription.overflowed:
             return
         log.warning("execution-event observers fell behind; events were dropped")

@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata as md
 import logging
 import sys
+import time
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 import pluggy
 
-from comfytavern import hookspecs
+from comfytavern import hookspecs, tracing
 from comfytavern.hookspecs import NODE_PACK_HOOKS, PROJECT_NAME
 
 __all__ = [
@@ -63,7 +64,7 @@ class PluginInfo:
     obj: Any = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "distribution": self.distribution,
@@ -220,19 +221,25 @@ class PluginLoader:
         caller = getattr(self.pm.hook, hook_name)
         allowed_kinds = set(kinds) if kinds is not None else None
         results: list[tuple[PluginInfo, Any]] = []
+        traced = tracing.enabled()
         for impl in caller.get_hookimpls():  # registration order (pluggy itself calls LIFO)
             info = self.table.get(impl.plugin_name)
             if info is None or info.status != "loaded":
                 continue
             if allowed_kinds is not None and info.kind not in allowed_kinds:
                 continue
+            started = time.perf_counter()
             try:
                 result = impl.function(*[kwargs[name] for name in impl.argnames])
             except BaseException as exc:  # noqa: BLE001
+                if traced:
+                    tracing.trace(hook_name, info.name, started, error=exc)
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 self.fail(info.name, PluginError(f"{hook_name} raised: {_format_error(exc)}"))
                 continue
+            if traced:
+                tracing.trace(hook_name, info.name, started, result)
             results.append((info, result))
         return results
 

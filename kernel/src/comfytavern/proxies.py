@@ -54,7 +54,7 @@ class TrustedProxyMiddleware:
         self.app = app
         self.networks = check_trusted_proxies(trusted)
         self.forwarding: ASGIApp = (
-            ProxyHeadersMiddleware(app, trusted_hosts=[str(n) for n in self.networks])  # type: ignore[arg-type]
+            ProxyHeadersMiddleware(app, trusted_hosts=[str(n) for n in self.networks])  # type: ignore[arg-type,assignment]
             if self.networks
             else app
         )
@@ -74,7 +74,7 @@ class TrustedProxyMiddleware:
         client = scope.get("client")
         peer = client[0] if client else None
         if self._trusted(peer):
-            await self.forwarding(scope, receive, send)  # type: ignore[arg-type]
+            await self.forwarding(scope, receive, send)
             return
         if any(name in FORWARDING_HEADERS for name, _ in scope.get("headers", ())):
             scope[_MARK] = True

@@ -2,7 +2,7 @@
 
 Sequence, after the route has already answered 202:
 
-1. the scheduler (``kernel.services["scheduler"]``) stops accepting runs and finishes or
+1. the scheduler (the ``SCHEDULER`` service) stops accepting runs and finishes or
    interrupts the running ones per ``execution.on_shutdown``, bounded by
    ``execution.shutdown_timeout_seconds``; it records the ones it cuts off as interrupted;
 2. uvicorn is asked to exit: it stops accepting, closes idle keep-alive connections and
@@ -10,7 +10,7 @@ Sequence, after the route has already answered 202:
    lifespan shutdown (plugins, stores). Its listening sockets stay open meanwhile, answered by a
    stand-in (:mod:`comfytavern.handoff`: 409 for another restart, 503 otherwise), so no
    connection is refused;
-3. once ``server.run()`` has returned, the CLI calls ``kernel.services["restart_requested"]``
+3. once ``server.run()`` has returned, the CLI calls the ``RESTART_REQUESTED`` service
    (:meth:`RestartController.exec_`), which replaces the process with the same command line
    (``os.execv``): same PID, fresh interpreter, freshly loaded plugins and configuration; the
    listening sockets are inherited and served again by the new process.
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from comfytavern import handoff
+from comfytavern.services import RESTART_REQUESTED, SCHEDULER
 
 if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
@@ -58,7 +59,7 @@ def restart_command() -> list[str]:
 
 
 class RestartController:
-    """Owned by the CLI's ``serve``; published at ``kernel.services["restart"]``."""
+    """Owned by the CLI's ``serve``; published as the ``RESTART`` service."""
 
     def __init__(self, kernel: Kernel, server: Any, *, command: Sequence[str] | None = None) -> None:
         self.kernel = kernel
@@ -76,7 +77,7 @@ class RestartController:
             raise RestartUnavailable("a restart is already in progress")
         self.requested = True
         self.requested_by = requested_by
-        self.kernel.services["restart_requested"] = self.exec_
+        self.kernel.services.provide(RESTART_REQUESTED, self.exec_)
 
     async def run(self) -> None:
         """Drain runs, then ask uvicorn to stop. Runs after the 202 response was sent."""
@@ -96,7 +97,7 @@ class RestartController:
         self.server.should_exit = True
 
     async def _drain_runs(self) -> None:
-        scheduler = self.kernel.services.get("scheduler")
+        scheduler = self.kernel.services.lookup(SCHEDULER)
         if scheduler is None:
             return
         execution = self.kernel.config.execution

@@ -86,7 +86,7 @@ RevocationListener = Callable[[Revocation, str | None], Awaitable[None] | None]
 
 
 class Revocations:
-    """The kernel's announcement board (``kernel.revocations``; also ``kernel.services["revocations"]``)."""
+    """The kernel's announcement board (``kernel.revocations``; also the ``REVOCATIONS`` service)."""
 
     def __init__(self) -> None:
         self._listeners: list[RevocationListener] = []

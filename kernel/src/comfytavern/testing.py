@@ -28,8 +28,10 @@ from starlette.testclient import TestClient
 from comfytavern.app import create_app
 from comfytavern.config import Config, load_config
 from comfytavern.kernel import Kernel
+from comfytavern.services import CONFIG, Services
 
 __all__ = [
+    "config_services",
     "HEADER_AUTH_MODE",
     "NO_STORAGE",
     "client_for",
@@ -111,6 +113,13 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
     """A configuration rooted in ``data_dir`` that ignores the process environment."""
     base: dict[str, Any] = {"data": {"root": str(data_dir)}, "nodes": {"custom_paths": []}}
     return load_config(None, environ={}, overrides=_merge(base, overrides))
+
+
+def config_services(config: Config) -> Services:
+    """Services with only ``CONFIG`` provided: what a node sees in a unit test (``ctx.services``)."""
+    services = Services()
+    services.provide(CONFIG, config)
+    return services
 
 
 def make_kernel(

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
+import comfytavern_testnodes as testnodes
 from comfytavern.auth import Principal
 from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare
-from comfytavern.engine import testnodes
 from comfytavern.nodes.registry import NodeRegistry
 
 USER = Principal(id="alice", username="alice")

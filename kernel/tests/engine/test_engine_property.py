@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import comfytavern_testnodes as testnodes
 from comfytavern.auth import Principal
 from comfytavern.engine import Execution, ExecutionSettings, convert_payload, prepare
-from comfytavern.engine import testnodes
 from comfytavern.nodes.registry import NodeRegistry
 
 REGISTRY = NodeRegistry.build([("t", "t", testnodes.NODES)])

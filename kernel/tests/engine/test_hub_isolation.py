@@ -14,14 +14,16 @@ from typing import Any
 import anyio
 import pytest
 
+import comfytavern_testnodes as testnodes
 from comfytavern import HubEvent, hookimpl
 from comfytavern.auth import Principal
-from comfytavern.engine import Scheduler, convert_payload, testnodes
-from comfytavern.engine.testnodes import NODES
+from comfytavern.engine import Scheduler, convert_payload
 from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
+from comfytavern.services import SCHEDULER
 from comfytavern.storage.runs import MemoryRunStore
 from comfytavern.testing import NO_STORAGE, make_kernel
+from comfytavern_testnodes import NODES
 
 pytestmark = pytest.mark.anyio
 
@@ -125,7 +127,7 @@ async def test_failing_observers_are_counted_and_runs_go_on(tmp_path: Path, capl
     )
     with caplog.at_level(logging.ERROR, logger="comfytavern.observers"):
         async with kernel.lifespan():
-            scheduler: Scheduler = kernel.services["scheduler"]
+            scheduler: Scheduler = kernel.services.require(SCHEDULER)
             records: list[Any] = []
             for _ in range(3):
                 prompt_id = await scheduler.submit(convert_payload(PAYLOAD), ALICE)

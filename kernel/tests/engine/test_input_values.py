@@ -8,9 +8,9 @@ import pytest
 
 from comfytavern import Input, Output, node
 from comfytavern.engine import WorkflowInvalid, convert_payload
-from comfytavern.engine.testnodes import NODES
 from comfytavern.engine.validation import prepare_checked
 from comfytavern.nodes.registry import NodeRegistry
+from comfytavern_testnodes import NODES
 
 COMBO = {"default": "a", "suggestions": [{"value": "a", "label": "A"}, {"value": "b", "label": "B"}]}
 

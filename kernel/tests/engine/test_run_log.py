@@ -17,11 +17,11 @@ import pytest
 
 from comfytavern.auth import Principal
 from comfytavern.engine import ExecutionSettings, NodeThreads, Scheduler, convert_payload
-from comfytavern.engine.testnodes import NODES
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.definition import Output, node
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.storage.runs import MemoryRunStore
+from comfytavern_testnodes import NODES
 
 pytestmark = pytest.mark.anyio
 

@@ -9,10 +9,10 @@ import pytest
 
 from comfytavern.auth import Principal
 from comfytavern.engine import ExecutionSettings, Scheduler, SchedulerClosed, WorkflowInvalid, convert_payload
-from comfytavern.engine.testnodes import NODES
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.storage.runs import MemoryRunStore
+from comfytavern_testnodes import NODES
 
 pytestmark = pytest.mark.anyio
 

@@ -15,10 +15,10 @@ from comfytavern.auth import Principal
 from comfytavern.config import ExecutionConfig
 from comfytavern.engine import PreparedGraph, Scheduler, SchedulerClosed, convert_payload
 from comfytavern.engine.payload import ExecutionPayload
-from comfytavern.engine.testnodes import NODES
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.storage.runs import MemoryRunStore, RunRecord
+from comfytavern_testnodes import NODES
 
 pytestmark = pytest.mark.anyio
 

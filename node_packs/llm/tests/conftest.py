@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from comfytavern import Node, NodeContext, Outputs, Principal
-from comfytavern.testing import make_config
+from comfytavern.testing import config_services, make_config
 
 _HERE = Path(__file__).resolve().parent
 
@@ -86,7 +86,7 @@ def make_ctx(
         prompt_id="prompt-1",
         node_id="node-1",
         user=Principal(id=user_id, username=user_id),
-        services={"config": config},
+        services=config_services(config),
         _credentials=resolver,
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from comfytavern import NodeContext, Principal
-from comfytavern.testing import make_config
+from comfytavern.testing import config_services, make_config
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def make_ctx(tmp_path: Path) -> Callable[..., NodeContext]:
             node_id="n1",
             user=Principal(id="alice", username="Alice"),
             config_values=config_values or {},
-            services={"config": config},
+            services=config_services(config),
         )
 
     return make

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from comfytavern import NodeContext, Principal
-from comfytavern.cards import parse_card
-from comfytavern.cards.testing import v2_card
+from comfytavern_cards import parse_card
+from comfytavern_cards.testing import v2_card
 from comfytavern_nodes_tavern.errors import TavernError
 from comfytavern_nodes_tavern.processors import context_builder
 from comfytavern_nodes_tavern.worldbook import activate, parse_world_book
@@ -198,7 +198,8 @@ def test_flat_v1_character_object_is_accepted() -> None:
         ({"characterData": {"name": 5}}, "characterData.name must be a string"),
         ({"worldBookData": {"entries": 7}}, "entries must be a list"),
         ({"worldBookData": {"entries": [{"keys": [1], "content": "x"}]}}, r"entries\[0\]\.keys must be a list of strings"),
-        ({"worldBookData": {"entries": [{"keys": ["/(/"], "content": "x"}]}, "historyMessages": [{"role": "user", "content": "q"}]}, "invalid regular expression"),
+        ({"worldBookData": {"entries": [{"keys": ["/(/"], "content": "x"}]},
+          "historyMessages": [{"role": "user", "content": "q"}]}, "invalid regular expression"),
         ({"historyMessages": [{"role": "user"}]}, "content must be a string"),
     ],
 )

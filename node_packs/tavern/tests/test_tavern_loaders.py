@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytavern.cards.testing import card_png, v2_card, v3_card
+from comfytavern_cards.testing import card_png, v2_card, v3_card
 from comfytavern_nodes_tavern import loaders
 from comfytavern_nodes_tavern.errors import TavernError
 
@@ -28,7 +28,9 @@ def test_character_card_loader_png_from_library_and_path(make_ctx, user_dir: Pat
     same = run(loaders.character_card_loader, make_ctx({"cardResource": "user://characters/Alice.png"}))
     assert same == out
     (user_dir / "cards").mkdir()
-    (user_dir / "cards" / "Bob.json").write_text(json.dumps({"name": "Bob", "description": "v1", "personality": "", "scenario": "", "first_mes": "hey", "mes_example": ""}))
+    (user_dir / "cards" / "Bob.json").write_text(
+        json.dumps({"name": "Bob", "description": "v1", "personality": "", "scenario": "", "first_mes": "hey", "mes_example": ""})
+    )
     bob = run(loaders.character_card_loader, make_ctx({"cardResource": "cards/Bob.json"}))["characterData"]
     assert bob["data"]["first_mes"] == "hey" and bob["spec_version"] == "3.0"
 

@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from comfytavern import hookimpl
 from comfytavern.auth import websocket_principal
 from comfytavern.http import websocket_route
+from comfytavern.services import CREDENTIALS
 from comfytavern.testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
@@ -188,7 +189,7 @@ def test_two_users_cannot_see_or_touch_each_others_keys_credentials_or_profile(t
         cred = alice.post("/api/users/me/credentials", json={"serviceName": "openai", "credential": "sk-alice-secret-value"}).json()
         assert bob.get("/api/users/me/credentials").json() == {"credentials": []}
         assert bob.delete(f"/api/users/me/credentials/{cred['id']}").status_code == 404
-        resolve = kernel.services["credentials"]
+        resolve = kernel.services.require(CREDENTIALS)
         assert bob.portal is not None
         assert bob.portal.call(resolve, alice_id, "openai") == "sk-alice-secret-value"
         assert bob.portal.call(resolve, bob_id, "openai") is None

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from comfytavern.cards import read_png_card, walk_text_chunks
-from comfytavern.cards.testing import card_png, plain_png, text_chunk, insert_chunks, v1_card, v2_card, v3_card
 from comfytavern.testing import client_for
+from comfytavern_cards import read_png_card, walk_text_chunks
+from comfytavern_cards.testing import card_png, insert_chunks, plain_png, text_chunk, v1_card, v2_card, v3_card
 
 
 def jpeg() -> bytes:
@@ -35,7 +35,9 @@ def test_listing_every_kind_of_card(client: TestClient, library: Path) -> None:
                                     extensions={"talkativeness": "0.5", "fav": True}))])
     )
     (library / "Vee.png").write_bytes(card_png([("chara", v2_card("Old")), ("ccv3", v3_card("Vee", creation_date=1714564800))], kind="zTXt"))
-    (library / "Jay.json").write_text(json.dumps({**v1_card("Jay", description="json only"), "create_date": "2024-5-1 @12h 00m 00s", "chat": "Jay - 1", "avatar": "none"}))
+    (library / "Jay.json").write_text(
+        json.dumps({**v1_card("Jay", description="json only"), "create_date": "2024-5-1 @12h 00m 00s", "chat": "Jay - 1", "avatar": "none"})
+    )
     (library / "Pic.json").write_text(json.dumps(v2_card("Pic")))
     (library / "Pic.webp").write_bytes(b"RIFF\x00\x00\x00\x00WEBPVP8 ")
     (library / "Both.png").write_bytes(card_png([("chara", v2_card("FromPng"))]))
@@ -340,8 +342,8 @@ def test_configurable_location(tmp_path: Path, kernel_factory) -> None:
 @pytest.mark.parametrize("settings", [{"folder": "../escape"}, {"folder": "/abs"}, {"max_upload_bytes": 0}, {"unknown": 1}])
 def test_bad_settings_are_reported(tmp_path: Path, settings: dict[str, object]) -> None:
     from comfytavern import ConfigError
-    from comfytavern.cards import card_library_settings
     from comfytavern.testing import make_config
+    from comfytavern_cards import card_library_settings
 
     config = make_config(tmp_path, plugins={"settings": {"characters": settings}})
     with pytest.raises(ConfigError, match="plugins.settings.characters"):

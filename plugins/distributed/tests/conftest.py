@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from comfytavern.testing_contracts.services import redis_prefix, redis_url
+from comfytavern_testing_contracts.services import redis_prefix, redis_url
 
 
 @pytest.fixture

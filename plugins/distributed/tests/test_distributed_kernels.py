@@ -12,13 +12,15 @@ from typing import Any
 import anyio
 import pytest
 
+import comfytavern_testnodes as testnodes
 from comfytavern import HubEvent, Principal, StorageBackend, hookimpl
-from comfytavern.engine import convert_payload, testnodes
+from comfytavern.engine import convert_payload
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.kernel import Kernel
+from comfytavern.services import RUN_QUEUE, SCHEDULER
 from comfytavern.storage.runs import MemoryRunStore, RunRecord
 from comfytavern.testing import make_kernel
-from comfytavern.testing_contracts.services import redis_url
+from comfytavern_testing_contracts.services import redis_url
 
 ALICE = Principal(id="alice", username="alice")
 BOB = Principal(id="bob", username="bob")
@@ -52,7 +54,7 @@ def build(tmp: Path, shared: SharedRuns, prefix: str, name: str, **dist: Any) ->
 @asynccontextmanager
 async def running(kernel: Kernel) -> AsyncIterator[Scheduler]:
     async with kernel.lifespan():
-        yield kernel.services["scheduler"]
+        yield kernel.services.require(SCHEDULER)
 
 
 def payload(seconds: float = 0.0, parts: list[str] | None = None) -> Any:
@@ -219,8 +221,8 @@ async def test_unreachable_redis_stops_start_up_with_a_clear_message(tmp_path: P
 async def test_disabled_by_default(tmp_path: Path) -> None:
     kernel = make_kernel(tmp_path, storage={"projects": None, "accounts": None, "runs": None})
     async with kernel.lifespan():
-        assert "run_queue" not in kernel.services
-        assert kernel.services["scheduler"].run_queue is None
+        assert RUN_QUEUE not in kernel.services
+        assert kernel.services.require(SCHEDULER).run_queue is None
 
 
 @pytest.mark.anyio
@@ -239,7 +241,7 @@ async def test_runs_the_shared_queue_forgot_are_ended_not_left_queued(tmp_path: 
             await client.delete(f"{prefix}:run:{old}", f"{prefix}:run:{fresh}")
         finally:
             await client.aclose()
-        runs = a.services["run_queue"]
+        runs = a.services.require(RUN_QUEUE)
         assert await runs.reconcile(min_age_seconds=3600) == []  # too young: maybe being submitted
         assert set(await runs.reconcile(min_age_seconds=0)) == {old, fresh}
         assert await runs.reconcile(min_age_seconds=0) == []
@@ -319,7 +321,7 @@ def job(n: int) -> Any:
 async def check_on_final(a: Kernel, runs: int) -> list[tuple[str, str, str | None]]:
     """Submit ``runs`` runs on A; for each, A's record read at the moment A's hub delivers the
     final event: ``(promptId, final status, status A answered)``."""
-    sa: Scheduler = a.services["scheduler"]
+    sa: Scheduler = a.services.require(SCHEDULER)
     seen: list[tuple[str, str, str | None]] = []
     with a.hub.subscribe() as sub:
         ids = {await sa.submit(job(n), ALICE) for n in range(runs)}
@@ -368,7 +370,7 @@ async def test_failed_and_interrupted_runs_hold_their_final_event_too(tmp_path: 
     a = build(tmp_path, shared, prefix, "A", execute=False)
     w = build(tmp_path, shared, prefix, "W")
     async with a.lifespan(), w.lifespan():
-        sa: Scheduler = a.services["scheduler"]
+        sa: Scheduler = a.services.require(SCHEDULER)
         with a.hub.subscribe() as sub:
             failing = await sa.submit(convert_payload({"nodes": [{"id": "f", "fullType": "t:Fail"}]}), ALICE)
             sleeping = await sa.submit(

@@ -11,12 +11,12 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation
 from comfytavern.testing import make_kernel
-from comfytavern.testing_contracts.services import redis_url
 from comfytavern_distributed.keys import Keys
+from comfytavern_testing_contracts.services import redis_url
 
 Heard = list[tuple[str, Revocation, str | None]]
 

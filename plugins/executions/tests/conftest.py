@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern.engine import testnodes
+import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.testing import header_auth_plugin, make_config
 

@@ -15,12 +15,13 @@ from typing import Any
 import anyio
 import pytest
 
+import comfytavern_testnodes as testnodes
 from comfytavern import StorageBackend, hookimpl
-from comfytavern.engine import testnodes
 from comfytavern.kernel import Kernel
+from comfytavern.services import SCHEDULER
 from comfytavern.storage.runs import RunRecord
-from comfytavern.storage.sqlite import shared_database
 from comfytavern.testing import client_for, header_auth_plugin, make_config
+from comfytavern_storage_sqlite.database import shared_database
 from comfytavern_storage_sqlite.runs import SqliteRunStore
 
 ALICE = {"X-User": "alice"}
@@ -142,7 +143,7 @@ async def test_parallel_submissions_are_all_stored_when_acknowledged(kernel_fact
     alice = Principal(id="alice", username="alice")
     missing: list[str] = []
     async with kernel.lifespan():
-        scheduler = kernel.services["scheduler"]
+        scheduler = kernel.services.require(SCHEDULER)
 
         async def one() -> None:
             prompt_id = await scheduler.submit(convert_payload(sleeper(0.01)), alice)

@@ -10,6 +10,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from comfytavern.auth import Principal
 from comfytavern.events import EventHub, HubEvent
+from comfytavern.services import Services
 from comfytavern.testing import client_for
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws import Connection
@@ -284,7 +285,7 @@ class _FakeSocket:
 class _FakeKernel:
     def __init__(self) -> None:
         self.hub = EventHub()
-        self.services: dict[str, Any] = {}
+        self.services = Services()
 
 
 @pytest.mark.anyio

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from comfytavern.engine import testnodes
-from comfytavern.testing import live_server, make_kernel
+import comfytavern_testnodes as testnodes
 from comfytavern.app import create_app
+from comfytavern.testing import live_server, make_kernel
 
 FINAL = {"complete", "error", "interrupted"}
 ADD = {"nodes": [{"id": "r", "fullType": "t:Const", "inputs": {"value": 2}}], "edges": [], "metadata": {"internalId": "tab-1", "workflowId": "wf-1"}}

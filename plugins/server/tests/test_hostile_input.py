@@ -16,8 +16,8 @@ import pytest
 import websockets.exceptions
 import websockets.sync.client as ws_client
 
-from comfytavern.app import create_app
 from comfytavern import http as ct_http
+from comfytavern.app import create_app
 
 MAX_JSON_DEPTH = getattr(ct_http, "MAX_JSON_DEPTH", 128)
 

@@ -214,7 +214,7 @@ def test_bad_plugin_settings_are_reported(token_kernel: Any) -> None:
 
 def test_real_runs_are_counted(make_full_kernel: Any) -> None:
     """Runs executed by the engine (not synthetic events) show up in the run and node metrics."""
-    from comfytavern.engine import testnodes
+    import comfytavern_testnodes as testnodes
 
     kernel = make_full_kernel()
     kernel.register_plugin(testnodes, kind="node_pack", name="metrics-testnodes")

@@ -20,6 +20,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from comfytavern.restart import RestartController, RestartUnavailable, restart_command
+from comfytavern.services import RESTART, RESTART_REQUESTED, SCHEDULER
 from comfytavern.testing import client_for
 
 
@@ -196,19 +197,19 @@ def test_restart_is_unavailable_outside_the_cli(kernel: Any) -> None:
 def test_restart_is_admin_only_outside_local_mode(token_kernel: Any, auth_header: Any, token: str | None, status: int) -> None:
     kernel = token_kernel()
     server = SimpleNamespace(should_exit=False)
-    kernel.services["restart"] = RestartController(kernel, server, command=["/bin/true"])
+    kernel.services.provide(RESTART, RestartController(kernel, server, command=["/bin/true"]))
     with client_for(kernel) as client:
         response = client.post("/api/server/restart", headers=auth_header(token) if token else {})
         assert response.status_code == status, response.text
         if status == 202:
             # the background task ran after the response: uvicorn is told to stop, the CLI will exec
             assert server.should_exit is True
-            assert kernel.services["restart_requested"] == kernel.services["restart"].exec_
+            assert kernel.services.require(RESTART_REQUESTED) == kernel.services.require(RESTART).exec_
             second = client.post("/api/server/restart", headers=auth_header(token))
             assert second.status_code == 409 and second.json() == {"error": "a restart is already in progress"}
         else:
             assert server.should_exit is False
-            assert "restart_requested" not in kernel.services
+            assert RESTART_REQUESTED not in kernel.services
 
 
 class RecordingScheduler:
@@ -234,14 +235,14 @@ def test_restart_drains_the_scheduler_per_config(token_kernel: Any, mode: str) -
     server = SimpleNamespace(should_exit=False)
     controller = RestartController(kernel, server, command=["/bin/true"])
     scheduler = RecordingScheduler(with_shutdown=True)
-    kernel.services["scheduler"] = scheduler
+    kernel.services.provide(SCHEDULER, scheduler)
     controller.claim("admin")
     anyio.run(controller.run)
     assert scheduler.calls == [("shutdown", (mode, 3.0, "server restart"))]
     assert server.should_exit is True
 
     fallback = RecordingScheduler(with_shutdown=False)
-    kernel.services["scheduler"] = fallback
+    kernel.services.provide(SCHEDULER, fallback)
     other = RestartController(kernel, SimpleNamespace(should_exit=False), command=["/bin/true"])
     other.claim("admin")
     anyio.run(other.run)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from comfytavern.storage.projects import AlreadyExists, InvalidId
-from comfytavern.testing_contracts.projects import BAD_IDS, ProjectStoreContract, workflow_doc
 from comfytavern_storage_files import FileProjectStore
+from comfytavern_testing_contracts.projects import BAD_IDS, ProjectStoreContract, workflow_doc
 
 U = "default_user"
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern.testing_contracts.services import postgres_dsn, postgres_schema
+from comfytavern_testing_contracts.services import postgres_dsn, postgres_schema
 
 
 @pytest.fixture

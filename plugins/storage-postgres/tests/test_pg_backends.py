@@ -9,7 +9,7 @@ import pytest
 
 from comfytavern.storage.runs import RunRecord
 from comfytavern.testing import make_kernel
-from comfytavern_storage_postgres.database import PostgresDatabase
+from comfytavern_storage_postgres.database import POSTGRES_DATABASES, PostgresDatabase
 
 
 def pg_kernel(tmp_path: Path, settings: dict[str, Any]) -> Any:
@@ -23,7 +23,7 @@ def pg_kernel(tmp_path: Path, settings: dict[str, Any]) -> Any:
 @pytest.mark.postgres
 async def test_three_stores_share_one_pool_and_migrate(tmp_path: Path, pg_settings: dict[str, Any]) -> None:
     kernel = pg_kernel(tmp_path, pg_settings)
-    pools = [v for v in kernel.services.values() if isinstance(v, PostgresDatabase)]
+    pools = [v for v in kernel.services.require(POSTGRES_DATABASES).values() if isinstance(v, PostgresDatabase)]
     assert len(pools) == 1
     db = pools[0]
     assert kernel.storage.projects.db is db and kernel.storage.accounts.db is db and kernel.storage.runs.db is db

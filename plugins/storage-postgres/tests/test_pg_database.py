@@ -5,7 +5,7 @@ from typing import Any
 import anyio
 import pytest
 
-from comfytavern import ConfigError
+from comfytavern import ConfigError, Services
 from comfytavern_storage_postgres.database import (
     DatabaseUnavailable,
     PostgresDatabase,
@@ -113,7 +113,7 @@ async def test_transaction_rolls_back_on_error(pg_settings: dict[str, Any]) -> N
 @pytest.mark.anyio
 @pytest.mark.postgres
 async def test_shared_pool_is_reference_counted(pg_settings: dict[str, Any]) -> None:
-    services: dict[str, Any] = {}
+    services = Services()
     settings = parse_settings(pg_settings)
     db = shared_database(services, settings)
     assert shared_database(services, settings) is db

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from comfytavern.storage.accounts import AccountStore, UserRecord, utc_now
-from comfytavern.storage.sqlite import SqliteDatabase
-from comfytavern.testing_contracts.accounts import AccountStoreContract
 from comfytavern_storage_sqlite.accounts import MIGRATIONS, SqliteAccountStore
+from comfytavern_storage_sqlite.database import SqliteDatabase
+from comfytavern_testing_contracts.accounts import AccountStoreContract
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from comfytavern.storage.runs import RunRecord
-from comfytavern.storage.sqlite import SqliteDatabase
-from comfytavern.testing_contracts.runs import RunStoreContract, run_record
+from comfytavern_storage_sqlite.database import SqliteDatabase
 from comfytavern_storage_sqlite.runs import SqliteRunStore
+from comfytavern_testing_contracts.runs import RunStoreContract, run_record
 
 
 @pytest.fixture

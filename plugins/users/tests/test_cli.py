@@ -12,6 +12,7 @@ import pytest
 from comfytavern.cli import main
 from comfytavern.config import load_config
 from comfytavern.kernel import Kernel
+from comfytavern.services import CREDENTIALS
 from comfytavern.testing import client_for
 
 FAST = {"password_memory_kib": 64, "password_iterations": 1, "password_lanes": 1}
@@ -124,14 +125,14 @@ def test_rotate_the_master_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
             return {row[0].split(":")[1] for row in rows}
 
         assert client.portal.call(key_ids) == {after["current"]}
-        assert client.portal.call(rotated.services["credentials"], "default_user", "openai") == "secret-for-openai"
+        assert client.portal.call(rotated.services.require(CREDENTIALS), "default_user", "openai") == "secret-for-openai"
 
     assert run(config, "rotate-master-key", "--prune", monkeypatch=monkeypatch) == 0
     pruned = json.loads(key_file.read_text())
     assert list(pruned["keys"]) == [pruned["current"]]
     with client_for(kernel(config)) as client:
         assert client.portal is not None
-        resolve: Any = client.app.state.kernel.services["credentials"]  # type: ignore[attr-defined]
+        resolve: Any = client.app.state.kernel.services.require(CREDENTIALS)  # type: ignore[attr-defined]
         assert client.portal.call(resolve, "default_user", "anthropic") == "secret-for-anthropic"
 
 

@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from comfytavern.crypto import CredentialDecryptError, Keyring, KeyringError, key_fingerprint
+from comfytavern.services import CREDENTIALS
 from comfytavern.testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
@@ -70,7 +71,7 @@ def test_the_plaintext_never_leaves_through_any_route(client: TestClient, tmp_pa
 
 def test_nodes_get_the_owners_secret_by_service_name(client: TestClient) -> None:
     create(client)
-    resolve = kernel_of(client).services["credentials"]
+    resolve = kernel_of(client).services.require(CREDENTIALS)
     assert client.portal is not None
     assert client.portal.call(resolve, "default_user", "openai") == SECRET
     assert client.portal.call(resolve, "default_user", "OpenAI") == SECRET
@@ -84,7 +85,7 @@ def test_tampered_or_moved_ciphertext_is_rejected(client: TestClient) -> None:
     created = create(client).json()
     kernel = kernel_of(client)
     db = kernel.storage.accounts.db
-    resolve = kernel.services["credentials"]
+    resolve = kernel.services.require(CREDENTIALS)
     assert client.portal is not None
 
     async def ciphertext() -> str:
@@ -111,7 +112,10 @@ def test_tampered_or_moved_ciphertext_is_rejected(client: TestClient) -> None:
     client.portal.call(store, original, "default_user", "anthropic")
     with pytest.raises(CredentialDecryptError):
         client.portal.call(resolve, "default_user", "anthropic")
-    client.portal.call(db.execute, "INSERT INTO users (id, username, username_key, is_admin, created_at) VALUES ('u_x', 'x', 'x', 0, '2026-01-01T00:00:00.000000Z')")
+    client.portal.call(
+        db.execute,
+        "INSERT INTO users (id, username, username_key, is_admin, created_at) VALUES ('u_x', 'x', 'x', 0, '2026-01-01T00:00:00.000000Z')",
+    )
     client.portal.call(store, original, "u_x", "openai")
     with pytest.raises(CredentialDecryptError):
         client.portal.call(resolve, "u_x", "openai")

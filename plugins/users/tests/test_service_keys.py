@@ -10,6 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from comfytavern.crypto import parse_service_key, service_key_digest
+from comfytavern.services import SECRETS
 from comfytavern.testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
@@ -51,7 +52,7 @@ def test_create_shows_the_secret_once_and_stores_only_a_keyed_hash(client: TestC
     assert client.portal is not None
     stored = dict(client.portal.call(row))
     assert parts.secret not in str(stored)
-    pepper = client.portal.call(kernel.services["secrets"].pepper)
+    pepper = client.portal.call(kernel.services.require(SECRETS).pepper)
     assert stored["key_hash"] == service_key_digest(pepper, parts.secret)
 
 

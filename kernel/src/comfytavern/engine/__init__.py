@@ -1,6 +1,6 @@
 """The graph engine: payload decoding, validation, execution and scheduling.
 
-Start here: :class:`Scheduler` (``kernel.services["scheduler"]``) accepts an
+Start here: :class:`Scheduler` (the ``SCHEDULER`` service) accepts an
 :class:`ExecutionPayload` from a :class:`~comfytavern.auth.Principal` and runs it.
 """
 

@@ -38,6 +38,7 @@ from comfytavern.engine.stream import ChunkQueue, Tee, UpstreamFailed
 from comfytavern.engine.threads import NodeThreads
 from comfytavern.nodes.context import NodeContext, _no_credentials, _no_progress
 from comfytavern.nodes.definition import Outputs
+from comfytavern.services import CREDENTIALS, Services
 
 __all__ = [
     "INTERFACE_OUTPUTS_NODE_ID",
@@ -134,14 +135,14 @@ class Execution:
         prompt_id: str,
         user: Principal,
         emit: Emit,
-        services: Mapping[str, Any] | None = None,
+        services: Services | None = None,
         settings: ExecutionSettings | None = None,
     ) -> None:
         self.graph = graph
         self.prompt_id = prompt_id
         self.user = user
         self.emit = emit
-        self.services = services if services is not None else {}
+        self.services = services if services is not None else Services()
         self.settings = settings or ExecutionSettings()
         n = len(graph.nodes)
         self.state = [PENDING] * n
@@ -156,7 +157,7 @@ class Execution:
         self.interface_values: dict[str, Any] | None = None
         self._tg: Any = None
         self._slice_end = 0.0
-        credentials = self.services.get("credentials")
+        credentials = self.services.lookup(CREDENTIALS)
         self._credentials = credentials if credentials is not None else _no_credentials
         self._progress_last: dict[int, float] = {}
         #: Streams that have started and not ended: node index -> whether its ``NODE_YIELD``
@@ -287,19 +288,19 @@ class Execution:
     def _context(self, p: PNode) -> NodeContext:
         graph = self.graph
         return NodeContext(
-            self.prompt_id,
-            p.id,
-            self.user,
-            p.config_values,
-            p.mode_id,
-            graph.interface_inputs,
-            graph.interface_outputs,
-            self.services,
-            graph.metadata,
-            _no_progress,
-            self._credentials,
-            self,
-            p.index,
+            prompt_id=self.prompt_id,
+            node_id=p.id,
+            user=self.user,
+            config_values=p.config_values,
+            mode_id=p.mode_id,
+            interface_inputs=graph.interface_inputs,
+            interface_outputs=graph.interface_outputs,
+            services=self.services,
+            metadata=graph.metadata,
+            _progress=_no_progress,
+            _credentials=self._credentials,
+            _reporter=self,
+            _node_index=p.index,
         )
 
     async def report_progress(self, index: int, value: float, maximum: float | None) -> None:

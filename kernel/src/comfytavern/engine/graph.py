@@ -20,6 +20,7 @@ from comfytavern.engine.issues import Issue, WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.nodes.definition import EMPTY_VALUES, Input, Node, Output
 from comfytavern.nodes.registry import NodeRegistry
+from comfytavern.storage.projects import GROUP_NODE_TYPE
 
 __all__ = [
     "ASYNC",
@@ -39,7 +40,6 @@ __all__ = [
 
 SYNC, ASYNC, ASYNC_GEN, SYNC_GEN, BYPASS, BYPASS_STREAM = range(6)
 GENERATOR_KINDS = frozenset({ASYNC_GEN, SYNC_GEN, BYPASS_STREAM})
-GROUP_NODE_TYPE = "core:NodeGroup"
 _MULTI_HANDLE = re.compile(r"^(.*)__(\d+)$")
 _MAX_ISSUES = 200
 
@@ -393,17 +393,17 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
         if src_i < 0:
             continue
         src = nodes[src_i]
-        slot = mapping.source_slot_key
-        if slot not in src.output_defs and not src.node.definition.dynamic_slots:
+        slot_key = mapping.source_slot_key
+        if slot_key not in src.output_defs and not src.node.definition.dynamic_slots:
             issues.add(
                 type="unknown_interface_output",
                 node_id=src.id,
-                output=slot,
-                message=f"outputInterfaceMappings.{key}: node {src.id} has no output {slot!r}",
+                output=slot_key,
+                message=f"outputInterfaceMappings.{key}: node {src.id} has no output {slot_key!r}",
             )
             continue
-        streamed = (src.kind in GENERATOR_KINDS or src.kind == BYPASS) and slot in src.stream_slots
-        interface[key] = (src_i, slot, streamed)
+        streamed = (src.kind in GENERATOR_KINDS or src.kind == BYPASS) and slot_key in src.stream_slots
+        interface[key] = (src_i, slot_key, streamed)
         if streamed:
             src.interface_stream_keys.append(key)
 

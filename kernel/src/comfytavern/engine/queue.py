@@ -1,8 +1,8 @@
 """The seam between the scheduler and a shared run queue (several instances, worker processes).
 
-By default (``kernel.services`` has no ``"run_queue"``) the scheduler runs every accepted run in
+By default (no ``RUN_QUEUE`` service is provided) the scheduler runs every accepted run in
 this process: its own FIFO queue, ``execution.max_concurrent_workflows`` at once. A plugin that
-puts a :class:`RunQueue` at ``kernel.services["run_queue"]`` before the scheduler starts (its
+provides a :class:`RunQueue` as the ``RUN_QUEUE`` service before the scheduler starts (its
 ``lifespan`` hook runs first) changes only *where* runs execute and *where* status comes from:
 
 - :meth:`Scheduler.submit` still validates the payload here (errors are immediate) and announces

@@ -2,7 +2,7 @@
 live status, event replay, and the persisted bounded history.
 
 It is kernel mechanism: the kernel's lifespan starts one and publishes it as
-``kernel.services["scheduler"]``. Routes (HTTP, WebSocket) are thin layers over it.
+the ``SCHEDULER`` service (``kernel.services.require(SCHEDULER)``). Routes (HTTP, WebSocket) are thin layers over it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,6 +31,7 @@ from comfytavern.engine.validation import prepare_checked
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.logs import run_context
 from comfytavern.nodes.registry import RegistryHolder
+from comfytavern.services import RUN_QUEUE, Services
 from comfytavern.storage.runs import FINAL_STATUSES, MemoryRunStore, RunRecord, RunStore
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class Scheduler:
         *,
         hub: EventHub,
         registry: RegistryHolder,
-        services: Mapping[str, Any] | None = None,
+        services: Services | None = None,
         store: RunStore | None = None,
         projects: Any = None,
         max_concurrent: int = 5,
@@ -192,11 +193,11 @@ class Scheduler:
     ) -> None:
         self.hub = hub
         self.replay_max_bytes = replay_max_bytes
-        #: A shared queue (``kernel.services["run_queue"]``): runs then execute wherever it sends
+        #: A shared queue (the ``RUN_QUEUE`` service): runs then execute wherever it sends
         #: them; ``None`` = in this process (see :mod:`comfytavern.engine.queue`).
         self.run_queue = run_queue
         self.registry = registry
-        self.services: Mapping[str, Any] = services if services is not None else {}
+        self.services = services if services is not None else Services()
         self.store: RunStore = store if store is not None else MemoryRunStore()
         self.projects = projects
         self.max_concurrent = max_concurrent
@@ -239,7 +240,7 @@ class Scheduler:
             on_shutdown=cfg.on_shutdown,
             shutdown_timeout=cfg.shutdown_timeout_seconds,
             history_write_timeout=cfg.history_write_timeout_seconds,
-            run_queue=kernel.services.get("run_queue"),
+            run_queue=kernel.services.lookup(RUN_QUEUE),
             replay_max_bytes=cfg.replay_max_bytes,
             recent_runs_max_bytes=cfg.recent_runs_max_bytes,
         )

@@ -73,7 +73,10 @@ class InputIssue(Issue, kw_only=True):
     expected: Any = None
 
 
-def prepare_checked(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = Limits()) -> PreparedGraph:
+_DEFAULT_LIMITS = Limits()
+
+
+def prepare_checked(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = _DEFAULT_LIMITS) -> PreparedGraph:
     """:func:`~comfytavern.engine.graph.prepare` plus the value checks; every problem in one error."""
     if len(payload.nodes) > limits.max_nodes or len(payload.edges) > limits.max_edges:
         return prepare(payload, registry, limits)  # refused for its size before anything else

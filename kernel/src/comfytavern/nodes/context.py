@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from comfytavern.auth import Principal
+from comfytavern.services import CredentialResolver, ServiceKey, Services
 
 __all__ = ["CredentialResolver", "NodeContext"]
 
-
-class CredentialResolver(Protocol):
-    """Looks up the run owner's stored secret for a service name (e.g. ``openai``)."""
-
-    async def __call__(self, user_id: str, service: str) -> str | None: ...
-
+T = TypeVar("T")
 
 async def _no_credentials(user_id: str, service: str) -> str | None:
     return None
@@ -29,8 +25,9 @@ async def _no_progress(value: float, maximum: float | None) -> None:
 class NodeContext:
     """Per-node execution context.
 
-    ``services`` are the kernel's named services (``kernel.services``): plugins put shared
-    objects there (an HTTP client, the storage) and nodes look them up by name.
+    ``services`` are the kernel's typed services (``kernel.services``): plugins provide shared
+    objects there (an HTTP client, the storage) and nodes look them up by key
+    (``ctx.services.require(CONFIG)``, ``ctx.service(CONFIG)``).
 
     One is made for every node that runs, so it has slots and holds no per-node closure: the
     engine passes itself as ``_reporter`` (with the node's index) instead of a bound partial.
@@ -43,7 +40,7 @@ class NodeContext:
     mode_id: str | None = None
     interface_inputs: Mapping[str, Any] = field(default_factory=dict)
     interface_outputs: Mapping[str, Any] = field(default_factory=dict)
-    services: Mapping[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     _progress: Callable[[float, float | None], Awaitable[None]] = _no_progress
     _credentials: CredentialResolver = _no_credentials
@@ -68,8 +65,6 @@ class NodeContext:
         """The run owner's stored secret for ``service``, or ``None``. Never log it."""
         return await self._credentials(self.user.id, service)
 
-    def service(self, name: str) -> Any:
-        try:
-            return self.services[name]
-        except KeyError:
-            raise LookupError(f"service {name!r} is not available on this server") from None
+    def service(self, key: ServiceKey[T]) -> T:
+        """The service ``key`` (:class:`~comfytavern.services.MissingService`, a ``LookupError``, if absent)."""
+        return self.services.require(key)

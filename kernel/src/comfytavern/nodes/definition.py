@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import inspect
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -201,9 +201,10 @@ class Outputs(dict[str, Any]):
 
 
 #: A node's execute callable: ``(inputs, ctx)`` returning outputs, an awaitable of them, or an
-#: async iterator of chunks ending with an :class:`Outputs`.
+#: (async or sync) iterator of chunks ending with an :class:`Outputs`.
 ExecuteFn: TypeAlias = Callable[
-    [dict[str, Any], Any], "Mapping[str, Any] | None | Awaitable[Mapping[str, Any] | None] | AsyncIterator[Any]"
+    [dict[str, Any], Any],
+    "Mapping[str, Any] | None | Awaitable[Mapping[str, Any] | None] | AsyncIterator[Any] | Iterator[Any]",
 ]
 
 

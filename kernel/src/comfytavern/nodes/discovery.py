@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from comfytavern.hookspecs import NODE_PACK_HOOKS, PROJECT_NAME, hookimpl
+from comfytavern.hookspecs import PROJECT_NAME, hookimpl
 
 __all__ = [
     "FOLDER_MODULE_PREFIX",
@@ -244,7 +244,7 @@ def non_node_hooks(module: ModuleType) -> list[str]:
     """Hook implementations a folder module defines besides ``register_nodes`` (never allowed)."""
     names = []
     for attr, value in vars(module).items():
-        if getattr(value, _IMPL_MARKER, None) is not None and attr not in NODE_PACK_HOOKS:
+        if getattr(value, _IMPL_MARKER, None) is not None and attr != "register_nodes":
             names.append(attr)
     return sorted(names)
 

@@ -43,7 +43,7 @@ from comfytavern.nodes.discovery import (
 )
 from comfytavern.nodes.registry import NodeCollision, NodeRegistry
 from comfytavern.nodes.validation import pack_problems
-from comfytavern.plugin_manager import NODE_PACK_GROUP, PluginError, PluginInfo, PluginLoader
+from comfytavern.plugin_manager import NODE_PACK_GROUP, PluginError, PluginInfo, PluginKind, PluginLoader
 
 if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
@@ -52,7 +52,7 @@ __all__ = ["NODE_KINDS", "NodeReloadError", "NodeSources", "ReloadReport", "coll
 
 log = logging.getLogger("comfytavern.nodes")
 
-NODE_KINDS = ("node_pack", "node_folder")
+NODE_KINDS: tuple[PluginKind, ...] = ("node_pack", "node_folder")
 
 
 class NodeReloadError(Exception):
@@ -324,9 +324,9 @@ class NodeSources:
         stamps: dict[str, _EntryStamp] = {}
         for name, info in loader.table.items():
             if info.kind == "node_pack" and info.status == "loaded":
-                stamp = _entry_stamp(info)
-                if stamp is not None:
-                    stamps[name] = stamp
+                fresh = _entry_stamp(info)
+                if fresh is not None:
+                    stamps[name] = fresh
         return stamps
 
     def _folder_entries(self, loader: PluginLoader) -> Iterator[FolderModule]:

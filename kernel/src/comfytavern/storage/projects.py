@@ -12,7 +12,7 @@ import copy
 import re
 import unicodedata
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -51,7 +51,8 @@ __all__ = [
     "workflow_filename",
 ]
 
-#: The node type that embeds another workflow of the same project.
+#: The node type that embeds another workflow of the same project (named here only; the engine
+#: and the contracts import it).
 GROUP_NODE_TYPE = "core:NodeGroup"
 
 
@@ -127,11 +128,11 @@ def workflow_filename(name: str) -> str:
 # -- timestamps --------------------------------------------------------------------------------
 def utc_now_iso() -> str:
     """Now as UTC ISO-8601 with milliseconds and a trailing ``Z`` (what the editor's zod accepts)."""
-    return _format(datetime.now(timezone.utc))
+    return _format(datetime.now(UTC))
 
 
 def _format(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def normalise_timestamp(value: Any) -> str | None:
@@ -149,7 +150,7 @@ def normalise_timestamp(value: Any) -> str | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return _format(moment)
 
 
@@ -299,12 +300,12 @@ def project_view(doc: dict[str, Any], project_id: str, *, fallback_time: str, ve
         id=project_id,
         name=name if isinstance(name, str) and name else project_id,
         description=text("description"),
-        version=text("version") or version,  # type: ignore[arg-type]
+        version=text("version") or version,
         created_at=created,
         updated_at=updated,
         template_used=text("templateUsed"),
         preferred_view=view if view in ("editor", "custom") else "editor",
-        schema_version=text("schemaVersion") or version,  # type: ignore[arg-type]
+        schema_version=text("schemaVersion") or version,
         panels=panels if isinstance(panels, list) and all(isinstance(p, dict) for p in panels) else UNSET,
         enable_chat_page=chat if isinstance(chat, bool) else UNSET,
         custom_metadata=custom if isinstance(custom, dict) else UNSET,

@@ -14,7 +14,6 @@ workflows saved by the original open and run unchanged.
 from __future__ import annotations
 
 from comfytavern import Node, hookimpl
-
 from comfytavern_nodes_core import group, math_ops, matrix, messages, streams, utilities, widgets
 
 __all__ = ["NAMESPACE", "NODES", "register_nodes"]

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from comfytavern import Input, Mode, NodeContext, Output, node
-
 from comfytavern_nodes_core.values import as_bool, as_number, operation_mode_schema, pick, selected_mode
 
 __all__ = ["NODES", "OPERATIONS", "math_operation"]
@@ -130,9 +129,12 @@ OPERATIONS: tuple[_Op, ...] = (
         lambda a, b: 1.0 if a > b else 0.0,
     ),
     _Op("sign", "比较/符号", "符号", "提取数值的符号", (_Arg("value", "数值"),), "返回 value 的符号 (-1, 0,或 1)", lambda v: float((v > 0) - (v < 0))),
-    _Op("round", "舍入/四舍五入", "四舍五入", "将数值四舍五入到最接近的整数", (_Arg("value", "数值"),), "value 四舍五入到最接近的整数", lambda v: float(math.floor(v + 0.5))),
-    _Op("floor", "舍入/向下取整", "向下取整", "返回小于或等于指定数值的最大整数", (_Arg("value", "数值"),), "不大于 value 的最大整数", lambda v: float(math.floor(v))),
-    _Op("ceil", "舍入/向上取整", "向上取整", "返回大于或等于指定数值的最小整数", (_Arg("value", "数值"),), "不小于 value 的最小整数", lambda v: float(math.ceil(v))),
+    _Op("round", "舍入/四舍五入", "四舍五入", "将数值四舍五入到最接近的整数", (_Arg("value", "数值"),), "value 四舍五入到最接近的整数",
+        lambda v: float(math.floor(v + 0.5))),
+    _Op("floor", "舍入/向下取整", "向下取整", "返回小于或等于指定数值的最大整数", (_Arg("value", "数值"),), "不大于 value 的最大整数",
+        lambda v: float(math.floor(v))),
+    _Op("ceil", "舍入/向上取整", "向上取整", "返回大于或等于指定数值的最小整数", (_Arg("value", "数值"),), "不小于 value 的最小整数",
+        lambda v: float(math.ceil(v))),
     _Op("truncate", "舍入/截断", "截断", "移除数值的小数部分", (_Arg("value", "数值"),), "value 去除小数部分后的整数", lambda v: float(math.trunc(v))),
     _Op("fraction", "舍入/分数", "分数", "仅保留数值的小数部分", (_Arg("value", "数值"),), "value 的小数部分", lambda v: v - math.floor(v)),
     _Op("modulo", "舍入/模数", "模数", "返回两个数相除的余数", (_Arg("a", "数值 A"), _Arg("b", "数值 B")), "A 除以 B 的余数", _modulo),
@@ -158,7 +160,9 @@ OPERATIONS: tuple[_Op, ...] = (
         _unit_range(math.acos, "acos"),
     ),
     _Op("atan", "三角函数/反正切", "反正切", "计算一个数的反正切值（结果为弧度）", (_Arg("value", "数值"),), "value 的反正切值 (弧度)", math.atan),
-    _Op("atan2", "三角函数/反正切2", "反正切2", "返回点(x, y)到x轴正半轴的逆时针旋转角度（弧度）", (_Arg("y", "Y"), _Arg("x", "X")), "点(x,y)与x轴正向的夹角 (弧度)", math.atan2),
+    _Op("atan2", "三角函数/反正切2", "反正切2", "返回点(x, y)到x轴正半轴的逆时针旋转角度（弧度）", (_Arg("y", "Y"), _Arg("x", "X")),
+        "点(x,y)与x轴正向的夹角 (弧度)",
+        math.atan2),
     _Op("sinh", "三角函数/双曲正弦", "双曲正弦", "计算一个数的双曲正弦值", (_Arg("value", "数值"),), "value 的双曲正弦值", math.sinh),
     _Op("cosh", "三角函数/双曲余弦", "双曲余弦", "计算一个数的双曲余弦值", (_Arg("value", "数值"),), "value 的双曲余弦值", math.cosh),
     _Op("tanh", "三角函数/双曲正切", "双曲正切", "计算一个数的双曲正切值", (_Arg("value", "数值"),), "value 的双曲正切值", math.tanh),

@@ -18,7 +18,6 @@ from fractions import Fraction
 from typing import Any, TypeAlias
 
 from comfytavern import Input, Mode, NodeContext, Output, node
-
 from comfytavern_nodes_core.values import operation_mode_schema, pick, selected_mode
 
 __all__ = ["MAX_ELEMENTS", "NODES", "matrix_operation"]
@@ -87,19 +86,19 @@ def _elementwise(a: Operand, b: Operand, fn: Callable[[Number, Number], Number],
     if _is_matrix(a) != _is_matrix(b) or len(a) != len(b) or (_is_matrix(a) and len(a[0]) != len(b[0])):  # type: ignore[arg-type]
         raise ValueError(f"cannot {what} {_shape(a)} and {_shape(b)}: the shapes differ")
     if _is_matrix(a):
-        return [[fn(x, y) for x, y in zip(ra, rb)] for ra, rb in zip(a, b)]  # type: ignore[arg-type]
-    return [fn(x, y) for x, y in zip(a, b)]  # type: ignore[arg-type]
+        return [[fn(x, y) for x, y in zip(ra, rb, strict=False)] for ra, rb in zip(a, b, strict=False)]  # type: ignore[arg-type]
+    return [fn(x, y) for x, y in zip(a, b, strict=False)]  # type: ignore[arg-type]
 
 
 def _map(x: Operand, fn: Callable[[Number], Number]) -> Operand:
     if _is_matrix(x):
-        return [[fn(v) for v in row] for row in x]  # type: ignore[union-attr]
-    return [fn(v) for v in x]  # type: ignore[union-attr]
+        return [[fn(v) for v in row] for row in x]  # type: ignore[union-attr,arg-type]
+    return [fn(v) for v in x]  # type: ignore[union-attr,arg-type]
 
 
 # -- products -------------------------------------------------------------------------------------
 def _dot(u: list[Number], v: list[Number]) -> Number:
-    return sum(x * y for x, y in zip(u, v))
+    return sum(x * y for x, y in zip(u, v, strict=False))
 
 
 def _multiply(a: Operand, b: Operand) -> Operand:
@@ -114,7 +113,7 @@ def _multiply(a: Operand, b: Operand) -> Operand:
         return _dot(a, b)  # type: ignore[arg-type]
     if a_matrix and not b_matrix:
         return [_dot(row, b) for row in a]  # type: ignore[arg-type, misc]
-    columns = list(zip(*b))  # type: ignore[misc]
+    columns = list(zip(*b, strict=False))  # type: ignore[misc]
     if not a_matrix:
         return [_dot(a, list(col)) for col in columns]  # type: ignore[arg-type]
     return [[_dot(row, list(col)) for col in columns] for row in a]  # type: ignore[arg-type, misc]
@@ -122,7 +121,7 @@ def _multiply(a: Operand, b: Operand) -> Operand:
 
 def _transpose(x: Operand) -> Operand:
     if isinstance(x, list) and _is_matrix(x):
-        return [list(col) for col in zip(*x)]  # type: ignore[misc]
+        return [list(col) for col in zip(*x, strict=False)]  # type: ignore[misc]
     return x
 
 
@@ -159,9 +158,9 @@ def _eliminate(m: list[list[Any]], augment: list[list[Any]] | None) -> Any:
             if r == col or m[r][col] == 0:
                 continue
             factor = m[r][col] / p
-            m[r] = [x - factor * y for x, y in zip(m[r], m[col])]
+            m[r] = [x - factor * y for x, y in zip(m[r], m[col], strict=False)]
             if augment is not None:
-                augment[r] = [x - factor * y for x, y in zip(augment[r], augment[col])]
+                augment[r] = [x - factor * y for x, y in zip(augment[r], augment[col], strict=False)]
         if augment is not None:
             m[col] = [x / p for x in m[col]]
             augment[col] = [x / p for x in augment[col]]

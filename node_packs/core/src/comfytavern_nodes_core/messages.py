@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, node
-
 from comfytavern_nodes_core.values import as_text, pick, to_json_text
 
 __all__ = ["NODES", "create_message", "merge_messages"]

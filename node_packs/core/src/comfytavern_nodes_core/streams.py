@@ -13,7 +13,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, Outputs, node
-
 from comfytavern_nodes_core.values import as_text, parse_escapes, pick
 
 __all__ = ["NODES", "chunk_stream", "stream_logger", "stream_suffix_relay"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, node
-
 from comfytavern_nodes_core.values import as_int, as_text, parse_escapes, pick
 
 __all__ = ["NODES", "random_number", "text_merge"]

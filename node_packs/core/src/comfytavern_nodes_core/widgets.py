@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, node
-
 from comfytavern_nodes_core.values import as_bool, as_int, as_number, pick
 
 __all__ = ["NODES", "test_widgets"]
@@ -85,7 +84,8 @@ INPUTS: dict[str, Input] = {
     "javascript_code_input": Input(
         data_flow_type="STRING",
         display_name="JS代码片段",
-        description="JavaScript代码片段输入测试 (按钮触发编辑器)。\n\n例如：\n```javascript\nfunction greet(name) {\n  console.log(`Hello, ${name}!`);\n}\ngreet(\"Test Node\");\n```",
+        description="JavaScript代码片段输入测试 (按钮触发编辑器)。\n\n例如：\n```javascript\n"
+        "function greet(name) {\n  console.log(`Hello, ${name}!`);\n}\ngreet(\"Test Node\");\n```",
         match_categories=["Code", "JavaScript", "CanPreview"],
         config={"default": _JS_DEFAULT, "languageHint": "javascript"},
     ),

@@ -8,14 +8,14 @@ Nodes (namespace ``core``): ``APISettings``, ``History``, ``MergeHistory``, ``Op
 from __future__ import annotations
 
 from comfytavern import Node, hookimpl
-
+from comfytavern.services import CONFIG, CREDENTIALS, ServiceUse, uses
 from comfytavern_nodes_llm.node_api_settings import api_settings
 from comfytavern_nodes_llm.node_generic import generic_llm_request
 from comfytavern_nodes_llm.node_history import history, merge_history
 from comfytavern_nodes_llm.node_openai import openai, openai_chat
 from comfytavern_nodes_llm.settings import SETTINGS_KEY, LlmSettings
 
-__all__ = ["NAMESPACE", "NODES", "SETTINGS", "register_nodes"]
+__all__ = ["NAMESPACE", "NODES", "SETTINGS", "register_nodes", "register_services"]
 
 NAMESPACE = "core"
 
@@ -28,3 +28,8 @@ SETTINGS = (SETTINGS_KEY, LlmSettings)
 @hookimpl
 def register_nodes() -> list[Node]:
     return list(NODES)
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(CONFIG), uses(CREDENTIALS)]

@@ -33,7 +33,7 @@ import functools
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -512,7 +512,7 @@ async def stream_chat(
     *,
     settings: LlmSettings,
     multi_user: bool = False,
-) -> AsyncIterator[LlmEvent]:
+) -> AsyncGenerator[LlmEvent, None]:
     """Stream one chat completion as events, ending with :class:`Finished`.
 
     Use it inside ``contextlib.aclosing`` so that leaving early closes the connection at once.

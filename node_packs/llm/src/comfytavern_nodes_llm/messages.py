@@ -58,7 +58,7 @@ def parse_messages(value: Any, *, slot: str, allow_single: bool = False) -> list
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise LlmConfigError(f"{slot} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+            raise LlmConfigError(f"{slot} is not valid JSON ({getattr(exc, 'msg', exc)} at position {getattr(exc, 'pos', '?')})") from None
     if allow_single and isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, list):
@@ -82,7 +82,7 @@ def parse_params(value: Any, *, slot: str) -> dict[str, Any]:
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise LlmConfigError(f"{slot} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+            raise LlmConfigError(f"{slot} is not valid JSON ({getattr(exc, 'msg', exc)} at position {getattr(exc, 'pos', '?')})") from None
     if not isinstance(value, Mapping):
         raise LlmConfigError(f"{slot} must be a JSON object, got {type(value).__name__}")
     for reserved in ("messages", "stream"):

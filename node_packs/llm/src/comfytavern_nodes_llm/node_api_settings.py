@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, node
-
 from comfytavern_nodes_llm.endpoint import ApiSettingsValue, resolve_endpoint, service_name, visible_settings
 from comfytavern_nodes_llm.runtime import as_bool, as_text, llm_settings
 

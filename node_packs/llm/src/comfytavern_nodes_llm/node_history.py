@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, node
-
 from comfytavern_nodes_llm.errors import LlmConfigError
 from comfytavern_nodes_llm.messages import dump_messages, parse_messages
 from comfytavern_nodes_llm.runtime import as_text

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, Outputs, node
-
 from comfytavern_nodes_llm.client import ChatRequest
 from comfytavern_nodes_llm.endpoint import resolve_endpoint
 from comfytavern_nodes_llm.errors import LlmConfigError

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from comfytavern import NodeContext
-
 from comfytavern_nodes_llm.client import (
     ChatRequest,
     ChatResult,

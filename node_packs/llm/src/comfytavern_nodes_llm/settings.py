@@ -1,7 +1,7 @@
 """Operator settings for the LLM nodes, read from ``plugins.settings.llm`` in ``config.json``.
 
 Node packs have no plugin hooks, so the nodes read the server :class:`~comfytavern.Config` from
-``ctx.services["config"]`` on every run. A typo in a key stops the node with a message naming
+the ``CONFIG`` service (``ctx.services.lookup(CONFIG)``) on every run. A typo in a key stops the node with a message naming
 the key (the struct forbids unknown fields) instead of being silently ignored.
 """
 
@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+
+from comfytavern import Services
+from comfytavern.services import CONFIG
 
 __all__ = ["SETTINGS_KEY", "LlmSettings", "LlmSettingsError", "parse_settings", "settings_from_services"]
 
@@ -88,9 +91,9 @@ def parse_settings(raw: Mapping[str, Any] | None) -> LlmSettings:
         raise LlmSettingsError(f"invalid configuration at $.plugins.settings.{SETTINGS_KEY}: {exc}") from None
 
 
-def settings_from_services(services: Mapping[str, Any]) -> tuple[LlmSettings, bool]:
+def settings_from_services(services: Services) -> tuple[LlmSettings, bool]:
     """``(settings, multi_user)`` from the server config in ``services`` (defaults without one)."""
-    config = services.get("config")
+    config = services.lookup(CONFIG)
     if config is None:
         return LlmSettings(), False
     raw = config.plugins.settings.get(SETTINGS_KEY, {})

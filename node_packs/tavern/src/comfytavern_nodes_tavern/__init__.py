@@ -8,6 +8,7 @@ Nodes (namespace ``core``): ``CharacterCardLoader``, ``WorldBookLoader``, ``Pres
 from __future__ import annotations
 
 from comfytavern import Node, hookimpl
+from comfytavern.services import CONFIG, ServiceUse, uses
 from comfytavern_nodes_tavern.loaders import (
     character_card_loader,
     history_loader,
@@ -17,7 +18,7 @@ from comfytavern_nodes_tavern.loaders import (
 )
 from comfytavern_nodes_tavern.processors import apply_regex, context_builder
 
-__all__ = ["NAMESPACE", "NODES", "register_nodes"]
+__all__ = ["NAMESPACE", "NODES", "register_nodes", "register_services"]
 
 NAMESPACE = "core"
 
@@ -35,3 +36,8 @@ NODES: tuple[Node, ...] = (
 @hookimpl
 def register_nodes() -> list[Node]:
     return list(NODES)
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(CONFIG)]

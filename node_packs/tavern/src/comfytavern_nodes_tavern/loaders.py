@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from comfytavern import Input, NodeContext, Output, node
-from comfytavern.cards import CardError, PngLimits, card_library_settings, read_card_path
+from comfytavern.services import CONFIG
+from comfytavern_cards import CardError, PngLimits, card_library_settings, read_card_path
 from comfytavern_nodes_tavern.errors import TavernError
 from comfytavern_nodes_tavern.messages import parse_history
 from comfytavern_nodes_tavern.regex_rules import parse_rule_list
@@ -70,7 +71,7 @@ def _world_book(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
 def _character_card(inputs: dict[str, Any], ctx: NodeContext) -> dict[str, Any]:
     key = "cardResource"
     path = resolve_resource(ctx, _config_value(ctx, key), key=key, card_library=True)
-    settings = card_library_settings(ctx.service("config"))
+    settings = card_library_settings(ctx.service(CONFIG))
     limits = PngLimits(max_text_chunk_bytes=settings.max_card_bytes, max_text_bytes=settings.max_card_bytes)
     try:
         card, _ = read_card_path(path, limits=limits)

@@ -149,7 +149,8 @@ def _character(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise TavernError("characterData must be an object (a character card)")
-    data = value.get("data") if isinstance(value.get("data"), Mapping) else {}
+    raw_data = value.get("data")
+    data: Mapping[str, Any] = raw_data if isinstance(raw_data, Mapping) else {}
     out: dict[str, Any] = {}
     for key in (
         "name",

@@ -77,6 +77,11 @@ def compile_js(pattern: str, flags: str, where: str) -> tuple[regex.Pattern[str]
         raise TavernError(f"{where}: invalid regular expression {pattern!r}: {exc}") from None
 
 
+def _group_of(group: int | str) -> Callable[[Any], str]:
+    """A template part that inserts capture group ``group`` (empty when it did not take part)."""
+    return lambda match: match.group(group) or ""
+
+
 def _js_replacement(template: str, compiled: regex.Pattern[str]) -> Callable[[Any], str]:
     """A replacement function implementing JavaScript's ``$`` patterns (backslashes are literal)."""
     parts: list[Callable[[Any], str] | str] = []
@@ -123,14 +128,14 @@ def _js_replacement(template: str, compiled: regex.Pattern[str]) -> Callable[[An
                 i += 1
                 continue
             flush()
-            parts.append(lambda m, g=number: m.group(g) or "")
+            parts.append(_group_of(number))
             i += 1 + width
         elif nxt == "<" and names:
             end = template.find(">", i + 2)
             name = template[i + 2 : end] if end > 0 else ""
             if end > 0 and name in names:
                 flush()
-                parts.append(lambda m, g=name: m.group(g) or "")
+                parts.append(_group_of(name))
                 i = end + 1
             else:
                 literal.append(ch)

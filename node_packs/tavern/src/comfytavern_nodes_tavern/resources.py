@@ -18,8 +18,9 @@ from typing import Any
 import msgspec
 
 from comfytavern import NodeContext
-from comfytavern.cards import card_library_dir, user_data_dir
 from comfytavern.safety import UnsafeName, check_name, resolve_inside
+from comfytavern.services import CONFIG
+from comfytavern_cards import card_library_dir, user_data_dir
 from comfytavern_nodes_tavern.errors import TavernError
 
 __all__ = ["MAX_FILE_BYTES", "read_structured", "resolve_resource"]
@@ -55,7 +56,7 @@ def resolve_resource(ctx: NodeContext, value: Any, *, key: str, card_library: bo
     if not isinstance(value, str) or not value.strip():
         raise TavernError(f"{key} is not set: choose a file in the node's settings")
     parts, logical = _segments(value, key)
-    config = ctx.service("config")
+    config = ctx.service(CONFIG)
     try:
         roots: list[Path] = []
         if card_library and not logical and len(parts) == 1:

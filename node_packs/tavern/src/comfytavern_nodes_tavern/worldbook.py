@@ -110,7 +110,8 @@ def _role(value: Any) -> Role:
 def _entry(raw: Any, where: str, index: int) -> WorldEntry:
     if not isinstance(raw, Mapping):
         raise TavernError(f"{where} must be an object")
-    ext: Mapping[str, Any] = raw.get("extensions") if isinstance(raw.get("extensions"), Mapping) else {}
+    raw_ext = raw.get("extensions")
+    ext: Mapping[str, Any] = raw_ext if isinstance(raw_ext, Mapping) else {}
     st_style = "key" in raw or "keysecondary" in raw or "disable" in raw or "uid" in raw
     content = raw.get("content", "")
     if content is None:
@@ -219,7 +220,7 @@ def activate(books: Sequence[WorldBook], messages: Sequence[Mapping[str, Any]]) 
             if entry.enabled and entry.content.strip():
                 candidates.append((book, b, entry))
     active: dict[int, tuple[WorldBook, WorldEntry]] = {}
-    for i, (book, b, entry) in enumerate(candidates):
+    for i, (book, _b, entry) in enumerate(candidates):
         depth = entry.scan_depth if entry.scan_depth is not None else (book.scan_depth if book.scan_depth is not None else DEFAULT_SCAN_DEPTH)
         where = f"world book entry {entry.uid}"
         if entry.constant or _matches(entry, window(depth), where):
@@ -227,7 +228,7 @@ def activate(books: Sequence[WorldBook], messages: Sequence[Mapping[str, Any]]) 
     recursion_text = "\n".join(e.content for _, e in active.values() if not e.prevent_recursion)
     for _ in range(MAX_RECURSION_PASSES):
         added = False
-        for i, (book, b, entry) in enumerate(candidates):
+        for i, (book, _b, entry) in enumerate(candidates):
             if i in active or not book.recursive or entry.exclude_recursion or not recursion_text:
                 continue
             if _matches(entry, recursion_text, f"world book entry {entry.uid}"):

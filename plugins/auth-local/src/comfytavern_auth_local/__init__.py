@@ -19,10 +19,11 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute
 
-from comfytavern import AuthMode, ConfigError, Principal, hookimpl
+from comfytavern import AuthMode, ConfigError, Principal, ServiceUse, hookimpl, uses
 from comfytavern.auth import AuthStatus, bearer_token, is_loopback
 from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.identity import AccountIdentity, AuthSettings
+from comfytavern.services import SECRETS
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
 
 DEFAULT_USER_ID = "default_user"
@@ -99,6 +100,11 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> LocalAuth:
         secrets = server_secrets(kernel.services, default_secret_dir(kernel.config))
         identity = AccountIdentity(store, secrets, AuthSettings(), revocations=kernel.revocations)
     return LocalAuth(settings, store, identity)
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(SECRETS)]
 
 
 @hookimpl

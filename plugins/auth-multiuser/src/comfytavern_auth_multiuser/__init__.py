@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from comfytavern import AuthMode, hookimpl
+from comfytavern import AuthMode, ServiceUse, hookimpl, uses
 from comfytavern.auth import AuthStatus, Principal, optional_principal
 from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, json_response, read_json, route
@@ -29,17 +29,13 @@ from comfytavern.identity import (
     AccountIdentity,
     AuthSettings,
     LoginRefused,
-    LoginResult,
-    UserSummary,
     check_new_password,
     check_username,
-    login_response,
     new_user_id,
-    refused,
-    session_routes,
-    summary,
 )
+from comfytavern.services import SECRETS
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserRecord, iso_utc, utc_now
+from comfytavern_login import LoginResult, UserSummary, login_response, refused, session_routes, summary
 
 MODE = "multi-user"
 
@@ -212,6 +208,11 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> MultiUserAuth:
     store: AccountStore = kernel.storage.accounts
     secrets = server_secrets(kernel.services, default_secret_dir(kernel.config))
     return MultiUserAuth(store, AccountIdentity(store, secrets, settings, revocations=kernel.revocations))
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(SECRETS)]
 
 
 @hookimpl

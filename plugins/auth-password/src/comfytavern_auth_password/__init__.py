@@ -17,7 +17,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from comfytavern import AuthMode, hookimpl
+from comfytavern import AuthMode, ServiceUse, hookimpl, uses
 from comfytavern.auth import AuthStatus, Principal
 from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, read_json, route
@@ -26,13 +26,11 @@ from comfytavern.identity import (
     AccountIdentity,
     AuthSettings,
     LoginRefused,
-    LoginResult,
     check_new_password,
-    login_response,
-    refused,
-    session_routes,
 )
+from comfytavern.services import SECRETS
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
+from comfytavern_login import LoginResult, login_response, refused, session_routes
 
 MODE = "local-password"
 DEFAULT_USER_ID = "default_user"
@@ -172,6 +170,11 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> PasswordAuth:
     store: AccountStore = kernel.storage.accounts
     secrets = server_secrets(kernel.services, default_secret_dir(kernel.config))
     return PasswordAuth(store, AccountIdentity(store, secrets, settings, revocations=kernel.revocations))
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [uses(SECRETS)]
 
 
 @hookimpl

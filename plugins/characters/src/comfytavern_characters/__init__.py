@@ -1,8 +1,8 @@
 """The character library plugin: SillyTavern cards (V1/V2/V3, PNG or JSON) per user.
 
 Routes under ``/api/characters`` (scope group ``characters``); settings under
-``plugins.settings.characters`` (:class:`comfytavern.cards.CardLibrarySettings`). The library
-object is also published as the ``characters`` service.
+``plugins.settings.characters`` (:class:`comfytavern_cards.CardLibrarySettings`). The library
+object is also published as the ``CHARACTERS`` service (``comfytavern.services``).
 """
 
 from __future__ import annotations
@@ -11,19 +11,30 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from comfytavern import hookimpl
-from comfytavern.cards import SETTINGS_KEY, CardLibrarySettings
+from comfytavern import ServiceUse, hookimpl, provides
+from comfytavern.services import CHARACTERS
+from comfytavern_cards import SETTINGS_KEY, CardLibrarySettings
 from comfytavern_characters.library import CharacterLibrary
 from comfytavern_characters.routes import build_routes
 
-__all__ = ["CharacterLibrary", "register_routes"]
+__all__ = ["CharacterLibrary", "register_routes", "register_services"]
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [provides(CHARACTERS)]
+
+
+@hookimpl
+def register_scope_groups() -> list[str]:
+    return ["characters"]
 
 
 @hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings(SETTINGS_KEY, CardLibrarySettings)
-    library = kernel.services.get("characters")
+    library = kernel.services.lookup(CHARACTERS)
     if not isinstance(library, CharacterLibrary):
         library = CharacterLibrary(kernel.config, settings)
-        kernel.services["characters"] = library
+        kernel.services.provide(CHARACTERS, library)
     return build_routes(library)

@@ -28,7 +28,10 @@ from typing import Any
 
 import msgspec
 
-from comfytavern.cards import (
+from comfytavern.config import Config
+from comfytavern.files import private_dir
+from comfytavern.safety import UnsafeName, check_name
+from comfytavern_cards import (
     CardError,
     CardLibrarySettings,
     CharacterCard,
@@ -39,9 +42,6 @@ from comfytavern.cards import (
     read_card_path,
     write_card_png,
 )
-from comfytavern.config import Config
-from comfytavern.files import private_dir
-from comfytavern.safety import UnsafeName, check_name
 from comfytavern_characters.images import ImageError, default_avatar_png, reencode_png, sniff_image
 from comfytavern_characters.wire import ApiCharacterEntry, SkippedFile
 
@@ -106,7 +106,7 @@ def _create_date(card: CharacterCard) -> str | None:
         return raw_date
     stamp = card.data.get("creation_date")
     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and 0 < stamp < 253402300800:
-        moment = _dt.datetime.fromtimestamp(stamp, tz=_dt.timezone.utc)
+        moment = _dt.datetime.fromtimestamp(stamp, tz=_dt.UTC)
         return moment.isoformat().replace("+00:00", "Z")
     return None
 

@@ -11,27 +11,39 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from comfytavern import CliCommand, hookimpl, json_response, route
+from comfytavern import CliCommand, ServiceKey, ServiceUse, hookimpl, json_response, provides, route, uses
+from comfytavern.services import RUN_QUEUE, SCHEDULER
 from comfytavern_distributed.settings import DistributedSettings, parse_settings
+
+if TYPE_CHECKING:
+    from comfytavern_distributed.service import DistributedRuns
 
 log = logging.getLogger("comfytavern.distributed")
 
-__all__ = ["RUN_QUEUE_SERVICE", "WORKER_SETTINGS_SERVICE", "settings_of"]
+__all__ = ["DISTRIBUTED_RUNS", "WORKER_SETTINGS", "settings_of"]
 
-#: Where the active :class:`~comfytavern_distributed.service.DistributedRuns` is published.
-RUN_QUEUE_SERVICE = "run_queue"
+#: This plugin's own view of the active runs (status route, worker); the kernel's scheduler sees
+#: the same object as the ``RUN_QUEUE`` service.
+DISTRIBUTED_RUNS: ServiceKey[DistributedRuns] = ServiceKey("distributed.runs", "the active DistributedRuns")
 #: Set by ``comfytavern worker`` before the kernel starts: settings forced on for a worker.
-WORKER_SETTINGS_SERVICE = "distributed.worker_settings"
+WORKER_SETTINGS: ServiceKey[DistributedSettings] = ServiceKey(
+    "distributed.worker_settings", "settings forced on by comfytavern worker"
+)
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [provides(RUN_QUEUE), provides(DISTRIBUTED_RUNS), provides(WORKER_SETTINGS), uses(SCHEDULER)]
 
 
 def settings_of(kernel: Any) -> DistributedSettings:
-    forced = kernel.services.get(WORKER_SETTINGS_SERVICE)
+    forced = kernel.services.lookup(WORKER_SETTINGS)
     if isinstance(forced, DistributedSettings):
         return forced
     return parse_settings(dict(kernel.config.plugins.settings.get("distributed", {})))
@@ -46,7 +58,7 @@ async def _lifespan(kernel: Any) -> AsyncIterator[None]:
         return
     from comfytavern_distributed.service import DistributedRuns
 
-    runs = DistributedRuns(kernel, settings, serves_clients=WORKER_SETTINGS_SERVICE not in kernel.services)
+    runs = DistributedRuns(kernel, settings, serves_clients=WORKER_SETTINGS not in kernel.services)
     if kernel.config.storage.runs in (None, "sqlite"):
         log.warning(
             "distributed execution with storage.runs = %r: the run history is not shared between "
@@ -54,14 +66,15 @@ async def _lifespan(kernel: Any) -> AsyncIterator[None]:
             kernel.config.storage.runs,
         )
     await runs.open()
-    if "scheduler" in kernel.services:
+    if SCHEDULER in kernel.services:
         raise RuntimeError("the scheduler started before the distributed plugin's lifespan")
-    kernel.services[RUN_QUEUE_SERVICE] = runs
+    kernel.services.provide(RUN_QUEUE, runs)
+    kernel.services.provide(DISTRIBUTED_RUNS, runs)
     try:
         yield
     finally:
-        if kernel.services.get(RUN_QUEUE_SERVICE) is runs:
-            del kernel.services[RUN_QUEUE_SERVICE]
+        kernel.services.withdraw(RUN_QUEUE, runs)
+        kernel.services.withdraw(DISTRIBUTED_RUNS, runs)
         await runs.close()
 
 
@@ -73,7 +86,7 @@ def lifespan(kernel: Any) -> contextlib.AbstractAsyncContextManager[None]:
 @hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     async def status(request: Request) -> Response:
-        runs = kernel.services.get(RUN_QUEUE_SERVICE)
+        runs = kernel.services.lookup(DISTRIBUTED_RUNS)
         if runs is None:
             return json_response({"enabled": False})
         return json_response(

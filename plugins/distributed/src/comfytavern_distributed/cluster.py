@@ -9,8 +9,8 @@ the benchmark; handy for trying the topology by hand too::
 
 Every process gets its own config file and data folder under ``root``; every process is stopped
 when the block ends (SIGTERM, then SIGKILL after a grace period). Node packs: everything installed,
-plus the folders in ``node_paths`` (the engine's test nodes are one ``node_folder_with_testnodes``
-away).
+plus the folders in ``node_paths`` (tests pass the engine's test nodes as
+``comfytavern_testnodes.node_folder(root)``).
 """
 
 from __future__ import annotations
@@ -31,26 +31,13 @@ from urllib.request import urlopen
 
 from comfytavern_distributed.worker import READY_LINE
 
-__all__ = ["LocalCluster", "Proc", "free_port", "node_folder_with_testnodes"]
+__all__ = ["LocalCluster", "Proc", "free_port"]
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def node_folder_with_testnodes(root: Path) -> Path:
-    """A plain node folder exposing the engine's test nodes (namespace ``t``) to subprocesses."""
-    folder = root / "custom_nodes"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "t.py").write_text(
-        '"""The engine\'s test nodes, for local clusters."""\n'
-        "from comfytavern.engine.testnodes import NAMESPACE, NODES\n\n\n"
-        "def register_nodes():\n    return NODES\n",
-        encoding="utf-8",
-    )
-    return folder
 
 
 @dataclass

@@ -2,7 +2,7 @@
 and as the Redis queue sees the engine (:class:`~comfytavern_distributed.queue.Executor`).
 
 One :class:`DistributedRuns` per process (server instance or ``comfytavern worker``), published at
-``kernel.services["run_queue"]`` by the plugin's lifespan before the scheduler starts.
+the ``RUN_QUEUE`` service by the plugin's lifespan before the scheduler starts.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from comfytavern.engine.encoding import safe_encoder
 from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.revocation import Revocation
 from comfytavern.storage.runs import FINAL_STATUSES, RunRecord
-
 from comfytavern_distributed.bus import EventBridge
 from comfytavern_distributed.keys import Keys
 from comfytavern_distributed.queue import WORKER_LOST, QueuedRun, RedisRunQueue, RunOutcome, RunState

@@ -30,7 +30,7 @@ def configure_worker(parser: argparse.ArgumentParser) -> None:
 
 
 def run_worker(kernel: Any, args: argparse.Namespace) -> int:
-    from comfytavern_distributed import WORKER_SETTINGS_SERVICE, settings_of
+    from comfytavern_distributed import WORKER_SETTINGS, settings_of
     from comfytavern_distributed.settings import parse_settings
 
     try:
@@ -44,7 +44,7 @@ def run_worker(kernel: Any, args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    kernel.services[WORKER_SETTINGS_SERVICE] = settings
+    kernel.services.provide(WORKER_SETTINGS, settings)
     try:
         return anyio.run(_serve, kernel)
     except KeyboardInterrupt:
@@ -56,7 +56,9 @@ async def _serve(kernel: Any) -> int:
     try:
         async with kernel.lifespan():
             started = True
-            runs = kernel.services["run_queue"]
+            from comfytavern_distributed import DISTRIBUTED_RUNS
+
+            runs = kernel.services.require(DISTRIBUTED_RUNS)
             print(
                 f"{READY_LINE}: {runs.instance_id}, up to {runs.max_concurrency} runs at once "
                 f"(prefix {runs.settings.prefix!r})",

@@ -16,7 +16,8 @@ from typing import Any
 import anyio
 from starlette.routing import BaseRoute
 
-from comfytavern import hookimpl
+from comfytavern import ServiceUse, hookimpl, requires
+from comfytavern.services import SCHEDULER
 from comfytavern_executions.http_api import http_routes
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.workflow_run import workflow_routes
@@ -24,6 +25,16 @@ from comfytavern_executions.ws import websocket_routes
 from comfytavern_executions.ws_fanout import fanout_for
 
 name = "executions"
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [requires(SCHEDULER)]
+
+
+@hookimpl
+def register_scope_groups() -> list[str]:
+    return ["runs"]
 
 
 @hookimpl

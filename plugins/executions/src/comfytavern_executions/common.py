@@ -14,6 +14,7 @@ from comfytavern.engine import SchedulerClosed, WorkflowInvalid, safe_encoder
 from comfytavern.engine.payload import ExecutionPayload
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.http import ApiError, json_response
+from comfytavern.services import SCHEDULER
 
 __all__ = ["PromptAccepted", "seconds_param", "safe_json", "scheduler_of", "submit_and_answer"]
 
@@ -23,7 +24,7 @@ class PromptAccepted(msgspec.Struct, rename="camel"):
 
 
 def scheduler_of(kernel: Any) -> Scheduler:
-    scheduler = kernel.services.get("scheduler")
+    scheduler = kernel.services.lookup(SCHEDULER)
     if scheduler is None:
         raise ApiError(503, "the run scheduler is not running")
     return scheduler

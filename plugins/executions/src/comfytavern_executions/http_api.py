@@ -134,12 +134,12 @@ def http_routes(kernel: Any, settings: ExecutionsSettings) -> list[BaseRoute]:
 
         async def stream() -> AsyncIterator[bytes]:
             with subscription:
-                for event in replay:
-                    yield sse_frame(event)
-                    if _is_final(event):
+                for replayed in replay:
+                    yield sse_frame(replayed)
+                    if _is_final(replayed):
                         return
                 while True:
-                    event = None
+                    event: HubEvent | None = None
                     with anyio.move_on_after(settings.sse_keepalive_seconds):
                         try:
                             event = await subscription.receive()

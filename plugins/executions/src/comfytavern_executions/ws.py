@@ -34,6 +34,7 @@ from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
 from comfytavern.http import MAX_JSON_DEPTH, _nesting_exceeds, decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
+from comfytavern.services import SCHEDULER
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws_access import MESSAGE_SCOPES, event_scope, live_sockets
 from comfytavern_executions.ws_fanout import Fanout, fanout_for
@@ -301,7 +302,7 @@ class Connection:
 
     @property
     def scheduler(self) -> Scheduler | None:
-        return self.kernel.services.get("scheduler")
+        return self.kernel.services.lookup(SCHEDULER)
 
     async def on_prompt(self, payload: Any) -> None:
         metadata = payload.get("metadata") if isinstance(payload, dict) else None

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute
 
 from comfytavern import hookimpl, route
-
 from comfytavern_nodes_routes.listing import ReloadResult, list_nodes_endpoint, reload_endpoint
 from comfytavern_nodes_routes.scripts import legacy_script_endpoint, node_script_endpoint
 
@@ -27,6 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["register_routes"]
 
 _TAGS = ["nodes"]
+
+
+@hookimpl
+def register_scope_groups() -> list[str]:
+    return ["nodes"]
 
 
 @hookimpl

@@ -17,7 +17,6 @@ from starlette.responses import Response
 
 from comfytavern import ApiError
 from comfytavern.nodes.client_scripts import ScriptPathError, client_script_path
-
 from comfytavern_nodes_routes.listing import Endpoint
 
 if TYPE_CHECKING:

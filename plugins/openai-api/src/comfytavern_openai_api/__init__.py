@@ -14,12 +14,18 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from comfytavern import hookimpl
+from comfytavern import ServiceUse, hookimpl, requires
+from comfytavern.services import SCHEDULER
 from comfytavern_openai_api.routes import openai_routes
 from comfytavern_openai_api.settings import OpenAIApiSettings
 
 name = "openai-api"
 SETTINGS_KEY = "openai-api"
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [requires(SCHEDULER)]
 
 
 @hookimpl

@@ -1,6 +1,6 @@
 """Following one run of a chat-model workflow: its ``reply`` as the workflow streams it, then its end.
 
-The run goes through the kernel's scheduler (``kernel.services["scheduler"]``) and its events
+The run goes through the kernel's scheduler (the ``SCHEDULER`` service) and its events
 come from the kernel's event hub, like every other client of runs; nothing here knows the
 executions plugin. The hub subscription is made before the run is submitted and filtered to
 this run, so no event is missed. ``WORKFLOW_INTERFACE_YIELD`` events of the ``reply`` output

@@ -19,6 +19,7 @@ from comfytavern.auth import Principal, optional_principal
 from comfytavern.engine import SchedulerClosed, WorkflowInvalid
 from comfytavern.engine.stored import InterfaceInputError, stored_run_payload
 from comfytavern.http import ApiError, RouteDoc, check_access, decode_json, require_json_content_type
+from comfytavern.services import SCHEDULER
 from comfytavern.storage import StorageNotConfigured
 from comfytavern.storage.projects import ProjectStore
 from comfytavern_openai_api.catalog import list_models, resolve_model
@@ -147,7 +148,7 @@ def openai_routes(kernel: Any, settings: OpenAIApiSettings) -> list[BaseRoute]:
         try:
             user = _authorise(request, COMPLETIONS_DOC)
             body = await _decode(request)
-            scheduler = kernel.services.get("scheduler")
+            scheduler = kernel.services.lookup(SCHEDULER)
             if scheduler is None:
                 raise OpenAIError.server("the run scheduler is not running", "not_ready", 503)
             project_id, workflow_id, doc = await resolve_model(_store(kernel), user, body.model)

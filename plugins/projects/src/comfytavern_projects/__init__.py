@@ -85,5 +85,10 @@ def project_routes() -> list[BaseRoute]:
 
 
 @hookimpl
+def register_scope_groups() -> list[str]:
+    return ["projects"]
+
+
+@hookimpl
 def register_routes(kernel: Any) -> list[BaseRoute]:
     return project_routes()

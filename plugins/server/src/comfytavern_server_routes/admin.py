@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute
 from comfytavern import ApiError, current_principal, optional_principal, route
 from comfytavern.metrics import CONTENT_TYPE, metrics_for
 from comfytavern.restart import RestartUnavailable
+from comfytavern.services import RESTART
 
 __all__ = ["RestartAccepted", "ServerRoutesSettings", "admin_routes", "may_read_metrics"]
 
@@ -45,7 +46,7 @@ def may_read_metrics(principal: Any) -> bool:
 
 def admin_routes(kernel: Any, settings: ServerRoutesSettings) -> list[BaseRoute]:
     async def restart(request: Request) -> Response:
-        controller = kernel.services.get("restart")
+        controller = kernel.services.lookup(RESTART)
         if controller is None:
             raise ApiError(
                 409,

@@ -18,8 +18,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute
 
 from comfytavern import ApiError, route
-from comfytavern.openapi import build_openapi
 from comfytavern.version import __version__
+from comfytavern_server_routes.openapi import build_openapi
 
 __all__ = ["ASSETS", "docs_routes"]
 

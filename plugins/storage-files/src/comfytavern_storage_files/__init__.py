@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from comfytavern import ConfigError, StorageBackend, hookimpl
-
 from comfytavern_storage_files.store import FileProjectStore
 
 __all__ = ["FileProjectStore"]

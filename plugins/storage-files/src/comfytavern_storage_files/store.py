@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from comfytavern.files import PRIVATE_DIR_MODE, fsync_dir, private_dir, sweep_temp_files, write_atomic
 from comfytavern.safety import UnsafeName, resolve_inside
 from comfytavern.storage.projects import (
     AlreadyExists,
@@ -38,8 +39,6 @@ from comfytavern.storage.projects import (
     summarise_workflow,
     workflow_filename,
 )
-
-from comfytavern.files import PRIVATE_DIR_MODE, fsync_dir, private_dir, sweep_temp_files, write_atomic
 
 __all__ = ["PROJECT_FILE", "RECYCLE_DIR", "WORKFLOWS_DIR", "FileProjectStore"]
 
@@ -364,7 +363,7 @@ def _recycle_slot(user_dir: Path, label: str) -> Path:
     """A fresh ``<user>/.recycle/<UTC stamp>-<label>`` path (not created; the stamp sorts by time)."""
     bin_dir = user_dir / RECYCLE_DIR
     private_dir(bin_dir)
-    base = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S.%fZ')}-{label}"
+    base = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}-{label}"
     candidate, n = bin_dir / base, 1
     while candidate.exists():
         n += 1

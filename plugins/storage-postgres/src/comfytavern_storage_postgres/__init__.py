@@ -2,7 +2,7 @@
 server instances (and ``comfytavern worker`` processes) share one state.
 
 Settings: ``storage.settings.postgres = {"dsn", "schema", "min_size", "max_size", "timeout"}``.
-The three stores of one kernel share one connection pool (``kernel.services``), and each applies
+The three stores of one kernel share one connection pool (the ``POSTGRES_DATABASES`` service), and each applies
 its own versioned migrations. See docs/deployment.md.
 """
 
@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from comfytavern import StorageBackend, hookimpl
+from comfytavern import ServiceKey, ServiceUse, StorageBackend, hookimpl, provides
 
-__all__ = ["register_storage_backends"]
+if TYPE_CHECKING:
+    from comfytavern_storage_postgres.database import PostgresDatabase
+
+__all__ = ["POSTGRES_DATABASES", "register_services", "register_storage_backends"]
+
+#: This plugin's own service: the pools of one kernel by (DSN, schema), shared by its three stores.
+POSTGRES_DATABASES: ServiceKey[dict[tuple[str, str], PostgresDatabase]] = ServiceKey(
+    "postgres_databases", "one PostgresDatabase per (DSN, schema), shared by the stores of this kernel"
+)
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [provides(POSTGRES_DATABASES)]
 
 
 def _factory(module: str, cls: str) -> Any:

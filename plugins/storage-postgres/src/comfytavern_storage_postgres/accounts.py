@@ -1,14 +1,14 @@
 """``storage.accounts = "postgres"``: users, sessions, service keys and credentials in PostgreSQL.
 
-Same contract as the embedded SQLite store (``comfytavern.testing_contracts.accounts``); the store
-logic is :class:`comfytavern.storage.sql.SqlAccountStore`. This module holds only the schema (its
+Same contract as the embedded SQLite store (``comfytavern_testing_contracts.accounts``); the store
+logic is :class:`comfytavern_sqlstores.SqlAccountStore`. This module holds only the schema (its
 constraint names are what :class:`PostgresDialect` maps to ``AccountConflict``). Timestamps are
 ``TIMESTAMPTZ``, ties are broken by a ``seq`` column.
 """
 
 from __future__ import annotations
 
-from comfytavern.storage.sql import SqlAccountStore
+from comfytavern_sqlstores import SqlAccountStore
 from comfytavern_storage_postgres.database import PostgresDatabase
 from comfytavern_storage_postgres.dialect import PostgresDialect
 

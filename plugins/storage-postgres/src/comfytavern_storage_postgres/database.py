@@ -22,7 +22,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from comfytavern import ConfigError
+from comfytavern import ConfigError, Services
+from comfytavern_storage_postgres import POSTGRES_DATABASES
 
 __all__ = [
     "DEFAULT_DSN",
@@ -31,6 +32,7 @@ __all__ = [
     "PostgresSettings",
     "parse_settings",
     "redacted_dsn",
+    "POSTGRES_DATABASES",
     "shared_database",
 ]
 
@@ -245,11 +247,11 @@ class PostgresDatabase:
         return int(row["v"]) if row else 0
 
 
-def shared_database(services: dict[str, Any], settings: PostgresSettings) -> PostgresDatabase:
-    """The one :class:`PostgresDatabase` per (DSN, schema) for this kernel (kept in ``kernel.services``)."""
-    key = f"postgres:{settings.dsn}:{settings.schema}"
-    db = services.get(key)
+def shared_database(services: Services, settings: PostgresSettings) -> PostgresDatabase:
+    """The one :class:`PostgresDatabase` per (DSN, schema) for this kernel (``POSTGRES_DATABASES``)."""
+    databases = services.setdefault(POSTGRES_DATABASES, dict)
+    key = (settings.dsn, settings.schema)
+    db = databases.get(key)
     if db is None:
-        db = PostgresDatabase(settings)
-        services[key] = db
+        db = databases[key] = PostgresDatabase(settings)
     return db

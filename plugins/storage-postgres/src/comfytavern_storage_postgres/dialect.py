@@ -1,4 +1,4 @@
-"""The PostgreSQL side of :class:`comfytavern.storage.sql.SqlDialect`, on a psycopg 3 pool.
+"""The PostgreSQL side of :class:`comfytavern_sqlstores.SqlDialect`, on a psycopg 3 pool.
 
 Statements arrive with ``?`` placeholders and are sent with ``%s``; timestamps are ``TIMESTAMPTZ``
 (timezone-aware on the way back); a ``BIGSERIAL`` ``seq`` column breaks ties in insertion order.
@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from comfytavern.storage.sql import ConflictField, Row
+from comfytavern_sqlstores import ConflictField, Row
 from comfytavern_storage_postgres.database import PostgresDatabase
 
 __all__ = ["PostgresDialect"]

@@ -1,6 +1,6 @@
 """``storage.projects = "postgres"``: projects and workflows in PostgreSQL, shared by every instance.
 
-The same rules as the filesystem backend (``comfytavern.testing_contracts.projects``):
+The same rules as the filesystem backend (``comfytavern_testing_contracts.projects``):
 
 - ids are checked with :func:`~comfytavern.storage.projects.check_id` before any query;
 - documents are stored as the exact JSON the client sent (``BYTEA``: key order and unknown fields

@@ -1,12 +1,12 @@
 """``storage.runs = "postgres"``: the run history, shared by every instance and worker.
 
-The store logic is :class:`comfytavern.storage.sql.SqlRunStore`; this module holds only the
+The store logic is :class:`comfytavern_sqlstores.SqlRunStore`; this module holds only the
 schema. ``seq`` orders runs submitted in the same millisecond by their first save, as SQLite does.
 """
 
 from __future__ import annotations
 
-from comfytavern.storage.sql import SqlRunStore
+from comfytavern_sqlstores import SqlRunStore
 from comfytavern_storage_postgres.database import PostgresDatabase
 from comfytavern_storage_postgres.dialect import PostgresDialect
 

@@ -1,14 +1,14 @@
 """``SqliteAccountStore``: the embedded accounts backend (users, sessions, keys, credentials).
 
-Runs on the kernel's shared :class:`~comfytavern.storage.sqlite.SqliteDatabase` (one connection,
-WAL, foreign keys on). The store logic is :class:`comfytavern.storage.sql.SqlAccountStore`; this
+Runs on the kernel's shared :class:`~comfytavern_storage_sqlite.database.SqliteDatabase` (one connection,
+WAL, foreign keys on). The store logic is :class:`comfytavern_sqlstores.SqlAccountStore`; this
 module holds only the schema and wires in :class:`SqliteDialect` (ISO-8601 UTC text timestamps).
 """
 
 from __future__ import annotations
 
-from comfytavern.storage.sql import SqlAccountStore
-from comfytavern.storage.sqlite import SqliteDatabase
+from comfytavern_sqlstores import SqlAccountStore
+from comfytavern_storage_sqlite.database import SqliteDatabase
 from comfytavern_storage_sqlite.dialect import SqliteDialect
 
 __all__ = ["MIGRATIONS", "SqliteAccountStore"]

@@ -1,4 +1,4 @@
-"""The SQLite side of :class:`comfytavern.storage.sql.SqlDialect`, on the kernel's ``SqliteDatabase``.
+"""The SQLite side of :class:`comfytavern_sqlstores.SqlDialect`, on the kernel's ``SqliteDatabase``.
 
 Timestamps are stored as fixed-width ISO-8601 UTC text, so SQL comparisons and ``ORDER BY`` on
 them are chronological; ``rowid`` breaks ties in insertion order (an upsert keeps it).
@@ -9,12 +9,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from comfytavern.storage.sql import ConflictField, Row
-from comfytavern.storage.sqlite import SqliteDatabase
+from comfytavern_sqlstores import ConflictField, Row
+from comfytavern_storage_sqlite.database import SqliteDatabase
 
 __all__ = ["SqliteDialect"]
 
@@ -41,10 +41,11 @@ class SqliteDialect:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         # fetchall so a ``RETURNING`` statement runs to completion and its autocommit ends.
         rows = await self.db.fetchall(sql, params)
-        return rows[0] if rows else None
+        return cast("Row", rows[0]) if rows else None
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(await self.db.fetchall(sql, params))
+        # sqlite3.Row reads like a mapping (keys() and row[name]) without being one to typeshed.
+        return cast("list[Row]", list(await self.db.fetchall(sql, params)))
 
     async def rewrite_rows(self, select: str, update: str, params_for: Callable[[Row], Sequence[Any]]) -> int:
         def rewrite(conn: sqlite3.Connection) -> int:

@@ -1,13 +1,13 @@
 """``storage.runs = "sqlite"``: the run history in the shared SQLite file.
 
-The store logic is :class:`comfytavern.storage.sql.SqlRunStore`; this module holds only the
+The store logic is :class:`comfytavern_sqlstores.SqlRunStore`; this module holds only the
 schema and wires in :class:`SqliteDialect` (``rowid`` orders same-millisecond runs; an upsert keeps it).
 """
 
 from __future__ import annotations
 
-from comfytavern.storage.sql import SqlRunStore
-from comfytavern.storage.sqlite import SqliteDatabase
+from comfytavern_sqlstores import SqlRunStore
+from comfytavern_storage_sqlite.database import SqliteDatabase
 from comfytavern_storage_sqlite.dialect import SqliteDialect
 
 __all__ = ["MIGRATIONS", "SqliteRunStore"]

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from comfytavern import hookimpl
+from comfytavern import ServiceUse, hookimpl, provides, uses
 from comfytavern.http import route
 from comfytavern.records import CliCommand
-
+from comfytavern.services import CREDENTIALS, SECRETS
 from comfytavern_users import credentials, keys, profile
 from comfytavern_users.cli import commands
 from comfytavern_users.context import current_context
@@ -93,6 +93,16 @@ def _collection(
             )
         )
     return out
+
+
+@hookimpl
+def register_services() -> list[ServiceUse]:
+    return [provides(CREDENTIALS), uses(SECRETS)]
+
+
+@hookimpl
+def register_scope_groups() -> list[str]:
+    return ["account"]
 
 
 @hookimpl
@@ -201,12 +211,12 @@ def lifespan(kernel: Any) -> contextlib.AbstractAsyncContextManager[None] | None
         # Load (or create, 0600) the key material now, so a problem shows at start-up.
         await accounts.secrets.keyring()
         await accounts.secrets.pepper()
-        kernel.services["credentials"] = accounts.resolve_credential
+        resolve = accounts.resolve_credential
+        kernel.services.provide(CREDENTIALS, resolve)
         try:
             yield
         finally:
-            if kernel.services.get("credentials") == accounts.resolve_credential:
-                del kernel.services["credentials"]
+            kernel.services.withdraw(CREDENTIALS, resolve)
 
     return run()
 

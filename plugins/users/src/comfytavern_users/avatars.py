@@ -20,7 +20,6 @@ import anyio.to_thread
 
 from comfytavern.crypto import write_private
 from comfytavern.safety import UnsafeName, check_name, resolve_inside
-
 from comfytavern_users.service import Accounts
 
 __all__ = [

@@ -15,7 +15,6 @@ from comfytavern.identity import check_new_password, check_scope, check_username
 from comfytavern.records import CliCommand
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, iso_utc, utc_now
-
 from comfytavern_users.keys import known_scope_groups, mint_key
 from comfytavern_users.service import accounts_for
 
@@ -132,7 +131,7 @@ async def list_users(kernel: Any, args: argparse.Namespace) -> int:
 async def create_key(kernel: Any, args: argparse.Namespace) -> int:
     store = _store(kernel)
     user = await _find_user(kernel, store, args.user)
-    known = known_scope_groups(kernel.plugin_routes()) if args.scope else set()
+    known = known_scope_groups(kernel.scope_groups, kernel.plugin_routes()) if args.scope else set()
     scopes: list[str] = []
     for raw in args.scope or ["*"]:
         try:

@@ -11,7 +11,6 @@ from starlette.responses import Response
 from comfytavern.auth import AuthStatus, AuthStatusProvider, optional_principal
 from comfytavern.http import json_response
 from comfytavern.storage.accounts import iso_utc
-
 from comfytavern_users.avatars import avatar_url
 from comfytavern_users.service import Accounts
 from comfytavern_users.wire import MultiUserContext, SingleUserContext, UserIdentity, credential_meta, key_meta

@@ -11,10 +11,9 @@ from starlette.responses import Response
 from comfytavern.auth import Principal, current_principal
 from comfytavern.crypto import new_service_key, service_key_digest
 from comfytavern.http import ApiError, json_response, read_json
-from comfytavern.identity import SCOPE_GROUPS, check_scope, scope_covers
+from comfytavern.identity import check_scope, scope_covers
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, ServiceKeyRecord, iso_utc, utc_now
-
 from comfytavern_users.service import Accounts
 from comfytavern_users.wire import ServiceKeyCreate, ServiceKeyList, ServiceKeyWithSecret, key_meta
 
@@ -25,9 +24,9 @@ MAX_SCOPES = 32
 NOT_FOUND = "Service API Key not found or access denied."
 
 
-def known_scope_groups(routes: Iterable[object]) -> set[str]:
-    """The built-in groups plus every group a mounted route declares."""
-    groups = set(SCOPE_GROUPS)
+def known_scope_groups(contributed: Iterable[str], routes: Iterable[object]) -> set[str]:
+    """The groups plugins contribute (``register_scope_groups``) plus every group a mounted route declares."""
+    groups = set(contributed)
     for item in routes:
         scope = getattr(getattr(item, "doc", None), "scope", None)
         if scope:
@@ -108,7 +107,7 @@ async def create_key(accounts: Accounts, request: Request) -> Response:
     store = accounts.require_store()
     principal = current_principal(request)
     body = await read_json(request, ServiceKeyCreate)
-    name, scopes = _validate(body, known_scope_groups(request.app.routes))
+    name, scopes = _validate(body, known_scope_groups(request.app.state.kernel.scope_groups, request.app.routes))
     _check_escalation(principal, scopes)
     if len(await store.list_service_keys(principal.id)) >= MAX_KEYS_PER_USER:
         raise ApiError(409, f"you already have {MAX_KEYS_PER_USER} service keys; delete one first")

@@ -16,7 +16,6 @@ from comfytavern.http import ApiError, json_response, read_json
 from comfytavern.identity import check_username
 from comfytavern.safety import UnsafeName
 from comfytavern.storage.accounts import AccountConflict, UserChanges
-
 from comfytavern_users.avatars import (
     AvatarRejected,
     avatar_path,

@@ -41,7 +41,7 @@ class Accounts:
         return ring.decrypt(record.ciphertext, user_id=record.user_id, record_id=record.id, service=record.service_name)
 
     async def resolve_credential(self, user_id: str, service: str) -> str | None:
-        """``kernel.services['credentials']``: the newest secret ``user_id`` stored for ``service``.
+        """The ``CREDENTIALS`` service: the newest secret ``user_id`` stored for ``service``.
 
         Raises :class:`~comfytavern.crypto.CredentialDecryptError` when the stored value fails its
         integrity check, so a node reports it instead of calling the service without a key.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import msgspec
 
 from comfytavern.storage.accounts import CredentialRecord, DisplayHint, ServiceKeyRecord, iso_utc
@@ -32,7 +31,7 @@ class _Wire(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, renam
     pass
 
 
-class ServiceKeyMeta(_Wire, kw_only=True):
+class ServiceKeyMeta(_Wire, kw_only=True, frozen=True):
     id: str
     name: str | None = None
     prefix: str
@@ -41,12 +40,12 @@ class ServiceKeyMeta(_Wire, kw_only=True):
     last_used_at: str | None = None
 
 
-class ServiceKeyWithSecret(ServiceKeyMeta, kw_only=True):
+class ServiceKeyWithSecret(ServiceKeyMeta, kw_only=True, frozen=True):
     #: The full key (``ctsk_<id>_<secret>``); returned only by the create call.
     secret: str
 
 
-class ServiceKeyList(_Wire, kw_only=True):
+class ServiceKeyList(_Wire, kw_only=True, frozen=True):
     keys: list[ServiceKeyMeta]
 
 
@@ -56,7 +55,7 @@ class ServiceKeyCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     scopes: list[str] | None = None
 
 
-class CredentialMeta(_Wire, kw_only=True):
+class CredentialMeta(_Wire, kw_only=True, frozen=True):
     id: str
     service_name: str
     display_name: str | None = None
@@ -64,7 +63,7 @@ class CredentialMeta(_Wire, kw_only=True):
     created_at: str
 
 
-class CredentialList(_Wire, kw_only=True):
+class CredentialList(_Wire, kw_only=True, frozen=True):
     credentials: list[CredentialMeta]
 
 
@@ -74,7 +73,7 @@ class CredentialCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     display_name: str | None = None
 
 
-class UserIdentity(_Wire, kw_only=True):
+class UserIdentity(_Wire, kw_only=True, frozen=True):
     uid: str
     #: Same as ``uid`` (some editor versions read ``id``).
     id: str
@@ -86,7 +85,7 @@ class UserIdentity(_Wire, kw_only=True):
     external_credentials: list[CredentialMeta]
 
 
-class SingleUserContext(_Wire, kw_only=True, tag_field="mode", tag="SingleUser"):
+class SingleUserContext(_Wire, kw_only=True, frozen=True, tag_field="mode", tag="SingleUser"):
     """``mode: "SingleUser"`` (the tag): the ``local`` and ``local-password`` modes."""
 
     multi_user_mode: bool
@@ -99,7 +98,7 @@ class SingleUserContext(_Wire, kw_only=True, tag_field="mode", tag="SingleUser")
     global_password_setup_required: bool | None = None
 
 
-class MultiUserContext(_Wire, kw_only=True, tag_field="mode", tag="MultiUser"):
+class MultiUserContext(_Wire, kw_only=True, frozen=True, tag_field="mode", tag="MultiUser"):
     """``mode: "MultiUser"`` (the tag): the ``multi-user`` mode."""
 
     multi_user_mode: bool
@@ -118,7 +117,7 @@ class UsernameChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     username: str
 
 
-class UsernameChanged(_Wire, kw_only=True):
+class UsernameChanged(_Wire, kw_only=True, frozen=True):
     success: bool
     message: str
     username: str
@@ -131,7 +130,7 @@ class AvatarForm(msgspec.Struct):
     avatar: bytes
 
 
-class AvatarUploaded(_Wire, kw_only=True):
+class AvatarUploaded(_Wire, kw_only=True, frozen=True):
     success: bool
     message: str
     avatar_url: str
