@@ -35,7 +35,6 @@ from comfytavern.engine import Execution, ExecutionSettings, convert_payload, pr
 from comfytavern.nodes.registry import NodeRegistry
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

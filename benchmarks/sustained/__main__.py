@@ -313,9 +313,9 @@ def cold_start(quick: bool) -> None:
         without.append(s.wait_ready())
         s.stop()
     best = min(with_bytecode)
-    report("cold start, with bytecode (best of %d)" % tries, f"{best:.2f} s (median {statistics.median(with_bytecode):.2f} s)",
+    report(f"cold start, with bytecode (best of {tries})", f"{best:.2f} s (median {statistics.median(with_bytecode):.2f} s)",
            f"floor: bare interpreter {floor:.2f} s", best <= 0.4, "<= 0.4 s")
-    report("cold start, without bytecode (best of %d)" % tries, f"{min(without):.2f} s", f"floor {floor:.2f} s")
+    report(f"cold start, without bytecode (best of {tries})", f"{min(without):.2f} s", f"floor {floor:.2f} s")
 
 
 async def amain(args: argparse.Namespace) -> None:

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-
 from comfytavern_nodes_llm.errors import LlmConfigError
 from comfytavern_nodes_llm.lazy import lazy_import
 from comfytavern_nodes_llm.settings import LlmSettings

@@ -97,11 +97,12 @@ class _Watched(set[str]):
         super().add(prompt_id)
         self._fanout.watch(prompt_id, self._socket)
 
-    def discard(self, prompt_id: str) -> None:
+    def discard(self, prompt_id: object) -> None:
         super().discard(prompt_id)
-        self._fanout.unwatch(prompt_id, self._socket)
+        if isinstance(prompt_id, str):
+            self._fanout.unwatch(prompt_id, self._socket)
 
-    def remove(self, prompt_id: str) -> None:
+    def remove(self, prompt_id: object) -> None:
         if prompt_id not in self:
             raise KeyError(prompt_id)
         self.discard(prompt_id)

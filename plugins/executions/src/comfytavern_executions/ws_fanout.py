@@ -110,10 +110,10 @@ class Fanout:
         finally:
             self._flushing = False
             self._wakeup = None
-            event, self._queue_latest = self._queue_latest, None
-            if event is not None:
+            pending, self._queue_latest = self._queue_latest, None
+            if pending is not None:
                 for socket in tuple(self.sockets):
-                    socket._offer(event)
+                    socket._offer(pending)
 
 
 _by_kernel: weakref.WeakKeyDictionary[Any, Fanout] = weakref.WeakKeyDictionary()
