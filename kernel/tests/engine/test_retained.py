@@ -17,10 +17,10 @@ from comfytavern.auth import Principal
 from comfytavern.config import ExecutionConfig
 from comfytavern.engine import Scheduler, convert_payload
 from comfytavern.engine.retained import REPLAY_TRUNCATED, RecentRuns, ReplayLog
-from comfytavern.engine.testnodes import NODES
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.storage.runs import MemoryRunStore, RunRecord
+from comfytavern_testnodes import NODES
 
 pytestmark = pytest.mark.anyio
 
