@@ -156,3 +156,46 @@ async def test_a_pool_full_of_hung_threads_makes_sync_nodes_wait_interruptibly()
         record = await scheduler.wait(again, ALICE, 20)
         assert record is not None and record.status == "complete"
     assert gate.finished == 1 and threads.limiter.borrowed_tokens == 0
+
+
+def test_an_abandoned_thread_that_outlives_its_event_loop_ends_instead_of_waiting_for_it() -> None:
+    """The token goes back by a "call soon": on a loop that has stopped (the server or a test
+    ended while the node ran) the worker thread must still end, or the interpreter's exit, which
+    joins it, waits forever."""
+    import asyncio
+    import sys
+    import time
+
+    gate = threading.Event()
+    worker: list[threading.Thread] = []
+
+    def blocking() -> None:
+        worker.append(threading.current_thread())
+        gate.wait(30)
+
+    async def abandon() -> None:
+        pool = NodeThreads(1)
+        with anyio.move_on_after(0.3):
+            await pool.run(blocking)
+        assert pool.abandoned == 1
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(abandon())  # stopped, not closed: calls into it are never run
+        gate.set()
+
+        def in_node_code() -> bool:
+            frame = sys._current_frames().get(worker[0].ident or -1)
+            while frame is not None:
+                if frame.f_code.co_filename.endswith("engine/threads.py"):
+                    return True
+                frame = frame.f_back
+            return False
+
+        deadline = time.monotonic() + 10
+        while in_node_code() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not in_node_code(), "the abandoned node thread waits for an event loop that has stopped"
+    finally:
+        gate.set()
+        loop.close()

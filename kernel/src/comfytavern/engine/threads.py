@@ -10,10 +10,16 @@ would then let threads pile up without bound, one per run. Here an abandoned cal
 until its function really returns, so at most ``size`` node threads ever exist. When hung nodes
 hold every token, further sync nodes wait for one (interruptibly, within their node timeout) and
 the abandonments are logged with the count.
+
+Why the token goes back with a "call soon" and not ``anyio.from_thread.run_sync``: the latter
+waits for the event loop to run the call, and a loop that has stopped (the server or a test
+ended while the node still ran) never does, so the thread, and the interpreter's exit that joins
+it, would wait forever. A call scheduled on a stopped loop is simply never run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -22,6 +28,7 @@ from typing import Any
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 
 __all__ = ["DEFAULT_NODE_THREADS", "NodeThreads"]
@@ -35,7 +42,7 @@ DEFAULT_NODE_THREADS = 40
 class _Call:
     """One call's hand-over between the event loop and its worker thread (under ``lock``)."""
 
-    __slots__ = ("lock", "started", "finished", "cancelled", "abandoned", "release")
+    __slots__ = ("lock", "started", "finished", "cancelled", "abandoned", "release", "soon")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -46,6 +53,8 @@ class _Call:
         #: Cancelled while its function ran: the thread gives the token back when it returns.
         self.abandoned = False
         self.release: Callable[[], None] | None = None
+        #: The event loop's thread-safe "run this soon" (set with ``release``).
+        self.soon: Callable[[Callable[[], None]], object] | None = None
 
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         with self.lock:
@@ -58,11 +67,22 @@ class _Call:
             with self.lock:
                 self.finished = True
                 release = self.release if self.abandoned else None
-            if release is not None:
+                soon = self.soon
+            if release is not None and soon is not None:
                 try:
-                    anyio.from_thread.run_sync(release)
-                except Exception:  # noqa: BLE001 - the event loop is gone: nothing left to release
+                    soon(release)  # never waits (see the module docstring)
+                except RuntimeError:  # the event loop is closed: nothing left to release
                     log.debug("abandoned node thread finished after its event loop", exc_info=True)
+
+
+def _call_soon() -> Callable[[Callable[[], None]], object]:
+    """The running event loop's thread-safe "call this soon", which never waits (asyncio, what
+    the server runs on); on another anyio backend, anyio's call back into the loop, which waits."""
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:
+        token = anyio.lowlevel.current_token()
+        return lambda fn: anyio.from_thread.run_sync(fn, token=token)
 
 
 class NodeThreads:
@@ -99,6 +119,7 @@ class NodeThreads:
                 if running:
                     call.abandoned = True
                     call.release = lambda: self._release_abandoned(call)
+                    call.soon = _call_soon()
                 else:
                     call.cancelled = True
             if not running:
