@@ -64,11 +64,11 @@ def test_wheels_build_and_the_kernel_installs_in_a_fresh_environment(tmp_path: P
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(pack_wheels), str(ROOT / "docs" / "examples" / "echo-pack")], check=True)
     kernel_wheel = next(out.glob("comfytavern-*.whl"))
-    auth_wheel = next(out.glob("comfytavern_auth_local-*.whl"))
+    auth_wheels = [next(out.glob("comfytavern_auth_local-*.whl")), next(out.glob("comfytavern_accounts-*.whl"))]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("CT_")}
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         f"{kernel_wheel}[testing]", str(auth_wheel), *map(str, pack_wheels.glob("*.whl"))],
+         f"{kernel_wheel}[testing]", *map(str, auth_wheels), *map(str, pack_wheels.glob("*.whl"))],
         capture_output=True, text=True, timeout=900, env=env,
     )
     assert install.returncode == 0, install.stderr

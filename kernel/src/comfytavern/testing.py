@@ -35,7 +35,6 @@ __all__ = [
     "HEADER_AUTH_MODE",
     "NO_STORAGE",
     "client_for",
-    "frozen_password_hashing",
     "header_auth_plugin",
     "live_server",
     "make_config",
@@ -189,33 +188,6 @@ def live_server(target: Any, *, host: str = "127.0.0.1", timeout: float = 30.0) 
     finally:
         server.should_exit = True
         thread.join(timeout=timeout)
-
-
-@contextmanager
-def frozen_password_hashing(*, at_most: float = 20.0) -> Iterator[Any]:
-    """Fault injection: while inside, every Argon2id derivation in the process blocks, as one
-    that never returns would. Leaving (or ``at_most`` seconds, whichever comes first, so a test of
-    code that would hang still ends) lets them go; the yielded function lets them go early."""
-    from comfytavern import crypto
-
-    crypto._ARGON2_LOCK.acquire()
-    released = threading.Event()
-    guard = threading.Lock()
-
-    def release() -> None:
-        with guard:
-            if not released.is_set():
-                released.set()
-                crypto._ARGON2_LOCK.release()
-
-    timer = threading.Timer(at_most, release)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield release
-    finally:
-        timer.cancel()
-        release()
 
 
 #: Environment variable naming the seed-era editor build (``dist`` folder) for the tests.
