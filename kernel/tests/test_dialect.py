@@ -16,7 +16,7 @@ import comfytavern_testnodes as testnodes
 from comfytavern.cli import main as cli_main
 from comfytavern.config import ConfigError, load_config
 from comfytavern.dialect import LATER, SEED, SYNTHETIC_FINISH, Dialect, recognise_build
-from comfytavern.testing import client_for, make_kernel, seed_frontend_dist
+from comfytavern_testing import client_for, make_kernel, seed_frontend_dist
 
 SEED_DIST = seed_frontend_dist()
 

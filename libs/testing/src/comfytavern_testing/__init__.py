@@ -1,8 +1,11 @@
 """Helpers for testing plugins and node packs (no global state, real app, lifespans run).
 
+The library ``comfytavern-testing`` (``libs/testing``; the kernel's ``testing`` extra pulls it in),
+kept out of the kernel so the server itself ships no test code.
+
 ::
 
-    from comfytavern.testing import make_kernel, client_for
+    from comfytavern_testing import make_kernel, client_for
 
     def test_hello(tmp_path):
         kernel = make_kernel(tmp_path, plugins=[MyPlugin()])
