@@ -205,7 +205,7 @@ def seed_frontend_dist() -> Path | None:
     if configured:
         path = Path(configured)
         return path if (path / "index.html").is_file() else None
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]  # libs/testing/src/comfytavern_testing/__init__.py
     for base in (root.parent, root.parent.parent):
         if (base / _SEED_FRONTEND / "index.html").is_file():
             return base / _SEED_FRONTEND
