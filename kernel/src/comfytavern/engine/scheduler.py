@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from comfytavern.engine.graph import Limits, PreparedGraph
 from comfytavern.engine.groups import expand_groups, has_groups
 from comfytavern.engine.issues import WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
+from comfytavern.engine.retained import RecentRuns, ReplayLog, encode_message
 from comfytavern.engine.threads import NodeThreads
 from comfytavern.engine.validation import prepare_checked
 from comfytavern.events import EventHub, HubEvent
@@ -42,10 +43,18 @@ __all__ = ["ActiveRun", "RunNotRecorded", "Scheduler", "SchedulerClosed", "new_p
 log = logging.getLogger("comfytavern.scheduler")
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-#: Events kept per active run for replay to late subscribers.
-EVENT_LOG_LIMIT = 200_000
+#: Bytes of encoded events kept per active run for replay to late subscribers (the oldest are
+#: dropped beyond it; ``execution.replay_max_bytes``).
+REPLAY_MAX_BYTES = 8 * 1024 * 1024
+#: Bytes of encoded records of finished runs kept in memory (``execution.recent_runs_max_bytes``).
+RECENT_RUNS_MAX_BYTES = 8 * 1024 * 1024
 #: Payloads with more nodes than this are prepared in a worker thread.
 THREAD_PREPARE_THRESHOLD = 2_000
+
+
+#: The node entry of a run that has not started (shared by every node: never mutated).
+_PENDING_NODE: dict[str, Any] = {"status": "pending"}
+_INTERRUPTED_NODE: dict[str, Any] = {"status": "interrupted"}
 
 
 def new_prompt_id() -> str:
@@ -74,7 +83,15 @@ ACCEPT_RECORD_TIMEOUT = 30.0
 class ActiveRun:
     """A run the scheduler knows in memory (queued, running, or just finished)."""
 
-    def __init__(self, prompt_id: str, owner: Principal, graph: PreparedGraph, source: str, hub: EventHub) -> None:
+    def __init__(
+        self,
+        prompt_id: str,
+        owner: Principal,
+        graph: PreparedGraph,
+        source: str,
+        hub: EventHub,
+        replay_max_bytes: int = REPLAY_MAX_BYTES,
+    ) -> None:
         self.prompt_id = prompt_id
         self.owner = owner
         self.graph = graph
@@ -88,24 +105,21 @@ class ActiveRun:
         self.cancel_requested = False
         self.error_info: dict[str, Any] | None = None
         self.done = anyio.Event()
-        #: Events so far, for late watchers (``replay``); ``None`` once the run has ended.
-        self.log: list[HubEvent] | None = []
-        self.log_truncated = False
+        #: Encoded events so far, for late watchers (``replay``); ``None`` once the run has ended.
+        self.log: ReplayLog | None = ReplayLog(replay_max_bytes)
         owner_id = owner.id
         publish = hub.publish
 
         # The log is read through ``self`` on every call, not captured: ``end_log`` must free it
-        # although the execution (and a worker thread it abandoned) keeps this function.
+        # although the execution (and a worker thread it abandoned) keeps this function. Each
+        # event is encoded once, here: the log keeps the bytes and every socket sends them.
         def emit(type_: str, payload: dict[str, Any]) -> None:
-            log_list = self.log
-            if log_list is None:
+            log = self.log
+            if log is None:
                 return  # the run has ended: nothing of it is published after its final status
-            event = HubEvent(type_, payload, prompt_id, owner_id)
-            if len(log_list) < EVENT_LOG_LIMIT:
-                log_list.append(event)
-            else:
-                self.log_truncated = True
-            publish(event)
+            frame = encode_message(type_, payload)
+            log.append(frame)
+            publish(HubEvent(type_, payload, prompt_id, owner_id, frame))
 
         self.emit = emit
 
@@ -145,9 +159,10 @@ class ActiveRun:
             workflow_id=self.workflow_id,
             workflow_name=self.workflow_name,
             node_count=len(self.graph.nodes),
-            node_status=execution.node_status() if execution is not None else {
-                p.id: {"status": "interrupted" if self.status == "interrupted" else "pending"} for p in self.graph.nodes
-            },
+            # Before the run starts every node has the same entry: one shared (read-only) dict.
+            node_status=execution.node_status() if execution is not None else dict.fromkeys(
+                (p.id for p in self.graph.nodes), _INTERRUPTED_NODE if self.status == "interrupted" else _PENDING_NODE
+            ),
             outputs=execution.node_outputs() if execution is not None else {},
             interface_outputs=execution.interface_values if execution is not None else None,
             error_info=self.error_info,
@@ -173,8 +188,11 @@ class Scheduler:
         shutdown_timeout: float = 10.0,
         history_write_timeout: float = 10.0,
         run_queue: RunQueue | None = None,
+        replay_max_bytes: int = REPLAY_MAX_BYTES,
+        recent_runs_max_bytes: int = RECENT_RUNS_MAX_BYTES,
     ) -> None:
         self.hub = hub
+        self.replay_max_bytes = replay_max_bytes
         #: A shared queue (the ``RUN_QUEUE`` service): runs then execute wherever it sends
         #: them; ``None`` = in this process (see :mod:`comfytavern.engine.queue`).
         self.run_queue = run_queue
@@ -194,8 +212,8 @@ class Scheduler:
         self._runs: dict[str, ActiveRun] = {}
         self._running: dict[str, ActiveRun] = {}
         self._queue: deque[ActiveRun] = deque()
-        self._recent: OrderedDict[str, RunRecord] = OrderedDict()
-        self._recent_limit = max(50, min(history_size, 1000))
+        #: Finished runs' records until (and a while after) the writer has stored them.
+        self._recent = RecentRuns(recent_runs_max_bytes, max(50, min(history_size, 1000)))
         self._tg: TaskGroup | None = None
         self._closing = False
         self._write_send: Any = None
@@ -223,6 +241,8 @@ class Scheduler:
             shutdown_timeout=cfg.shutdown_timeout_seconds,
             history_write_timeout=cfg.history_write_timeout_seconds,
             run_queue=kernel.services.lookup(RUN_QUEUE),
+            replay_max_bytes=cfg.replay_max_bytes,
+            recent_runs_max_bytes=cfg.recent_runs_max_bytes,
         )
 
     # -- life-cycle ---------------------------------------------------------------------------
@@ -445,7 +465,7 @@ class Scheduler:
         # ``prepare`` awaits (node groups are read from storage, big payloads go to a thread): a
         # shutdown may have drained the queue meanwhile, and a run accepted now would never run.
         self._check_open()
-        run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        run = ActiveRun(prompt_id, user, graph, source, self.hub, self.replay_max_bytes)
         # Stored before anything acknowledges it (the caller's answer, ``on_accepted``, any
         # event): an id handed out must survive a crash. The run is not visible here yet, so no
         # later record of it can be overtaken by this one.
@@ -495,9 +515,11 @@ class Scheduler:
         except WorkflowInvalid as exc:
             self._check_open()
             await self._reject(prompt_id, payload, user, source, exc, None)
-            return self._recent[prompt_id]
+            record = self._recent.get(prompt_id)
+            assert record is not None  # just remembered by ``_reject``
+            return record
         self._check_open()  # as in ``submit``: a shutdown may have begun while preparing
-        run = ActiveRun(prompt_id, user, graph, source, self.hub)
+        run = ActiveRun(prompt_id, user, graph, source, self.hub, self.replay_max_bytes)
         run.submitted_at = submitted_at
         self._runs[prompt_id] = run
         self._start(run)
@@ -622,10 +644,7 @@ class Scheduler:
         self.hub.emit("SYSTEM_QUEUE_UPDATE", self.queue_counts())
 
     def _remember(self, record: RunRecord) -> None:
-        self._recent[record.prompt_id] = record
-        self._recent.move_to_end(record.prompt_id)
-        while len(self._recent) > self._recent_limit:
-            self._recent.popitem(last=False)
+        self._recent.put(record)
 
     # -- control ------------------------------------------------------------------------------
     @staticmethod
@@ -724,7 +743,8 @@ class Scheduler:
         """
         run = self.active(prompt_id, user)
         if run is not None:
-            return list(run.log or ())
+            log = run.log
+            return log.events(prompt_id, run.owner.id) if log is not None else []
         record = await self.get(prompt_id, user)
         if record is None:
             return None

@@ -35,7 +35,8 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
             and not self.close_sent
             and self.initial_response is None
         ):
-            await self.writable.wait()
+            if not self.writable.is_set():  # no coroutine per frame while the socket keeps up
+                await self.writable.wait()
             if self.disconnected:
                 return await super().send(message)  # raises ClientDisconnected
             text = message.get("text")

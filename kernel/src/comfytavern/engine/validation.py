@@ -94,13 +94,16 @@ def input_issues(payload: ExecutionPayload, registry: NodeRegistry) -> list[Issu
     """Every value problem of ``payload``; numeric strings of number inputs are converted in place."""
     connected = _connected_inputs(payload)
     issues: list[Issue] = []
+    # Mode and slots per node type (when the node sets no config of its own): the same for
+    # every instance, so a chain of one type looks them up once.
+    plans: dict[str, tuple[str | None, Mapping[str, Input]]] = {}
     for wire in payload.nodes:
         if wire.bypassed or (not wire.inputs and not wire.config_values):
             continue
         node = registry.get(wire.full_type)
         if node is None:
             continue  # reported by prepare
-        _check_node(wire, node, connected.get(wire.id, frozenset()), issues)
+        _check_node(wire, node, connected.get(wire.id, frozenset()), issues, plans)
         if len(issues) >= _MAX_ISSUES:
             return issues[:_MAX_ISSUES]
     return issues
@@ -121,20 +124,34 @@ def _connected_inputs(payload: ExecutionPayload) -> dict[str, frozenset[str]]:
     return {node_id: frozenset(keys) for node_id, keys in found.items()}
 
 
-def _check_node(wire: ExecutionNode, node: Node, connected: frozenset[str], issues: list[Issue]) -> None:
+def _check_node(
+    wire: ExecutionNode,
+    node: Node,
+    connected: frozenset[str],
+    issues: list[Issue],
+    plans: dict[str, tuple[str | None, Mapping[str, Input]]] | None = None,
+) -> None:
     definition = node.definition
-    config = dict(definition.config_values or {})
-    config.update(wire.config_values)
-    mode_id, _ = node.execute_for(config)
-    input_defs, _ = node.slots_for(mode_id)
-    label = f"node {wire.id} ({wire.full_type})"
+    plan = plans.get(wire.full_type) if plans is not None and not wire.config_values else None
+    if plan is None:
+        config = dict(definition.config_values or {})
+        config.update(wire.config_values)
+        mode_id, _ = node.execute_for(config)
+        input_defs, _ = node.slots_for(mode_id)
+        if plans is not None and not wire.config_values:
+            plans[wire.full_type] = (mode_id, input_defs)
+    else:
+        mode_id, input_defs = plan
     for key, value in wire.inputs.items():
         slot = input_defs.get(key)
         if slot is None or value is None or key in connected:
             continue
+        label = f"node {wire.id} ({wire.full_type})"
         fixed = _check_value(slot, value, label, key, "input", wire.id, issues)
         if fixed is not _UNCHANGED:
             wire.inputs[key] = fixed
+    if not wire.config_values:
+        return
     schema = dict(definition.config_schema or {})
     if mode_id and definition.modes and mode_id in definition.modes:
         schema.update(definition.modes[mode_id].config_schema or {})
@@ -142,6 +159,7 @@ def _check_node(wire: ExecutionNode, node: Node, connected: frozenset[str], issu
         slot = schema.get(key)
         if slot is None or value is None:
             continue
+        label = f"node {wire.id} ({wire.full_type})"
         fixed = _check_value(slot, value, label, key, "setting", wire.id, issues)
         if fixed is not _UNCHANGED:
             wire.config_values[key] = fixed
@@ -256,7 +274,22 @@ def _bound(value: Any) -> float | None:
     return value
 
 
+#: ``id(slot) -> (slot, options)``: the options of a combo input, computed once per definition.
+_OPTIONS: dict[int, tuple[Input, list[Any] | None]] = {}
+
+
 def _combo_options(slot: Input) -> list[Any] | None:
+    cached = _OPTIONS.get(id(slot))
+    if cached is not None and cached[0] is slot:
+        return cached[1]
+    options = _compute_options(slot)
+    if len(_OPTIONS) > 4096:
+        _OPTIONS.clear()  # node reloads replace definitions; keep the cache small
+    _OPTIONS[id(slot)] = (slot, options)
+    return options
+
+
+def _compute_options(slot: Input) -> list[Any] | None:
     if "ComboOption" not in (slot.match_categories or ()):
         return None
     suggestions = (slot.config or {}).get("suggestions")

@@ -35,12 +35,10 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
 from anyio.lowlevel import RunVar
-from httpx_sse import EventSource, SSEError
 
 from comfytavern_nodes_llm.endpoint import Endpoint
 from comfytavern_nodes_llm.errors import (
@@ -52,8 +50,16 @@ from comfytavern_nodes_llm.errors import (
     http_error,
     redact,
 )
+from comfytavern_nodes_llm.lazy import lazy_import
 from comfytavern_nodes_llm.settings import LlmSettings
 from comfytavern_nodes_llm.ssrf import RequestTarget, guard_url, parse_allowlist
+
+if TYPE_CHECKING:
+    import httpx
+    import httpx_sse
+else:  # loaded when a request is made, not at server start (see .lazy)
+    httpx = lazy_import("httpx")
+    httpx_sse = lazy_import("httpx_sse")
 
 __all__ = [
     "ChatRequest",
@@ -469,7 +475,7 @@ async def _read_json(response: httpx.Response, call: _Call) -> Any:
 
 def _next_delay(exc: Exception, call: _Call, attempt: int, *, streamed: int) -> float:
     """Seconds to wait before retrying after ``exc``; raises the clear error when it is final."""
-    if isinstance(exc, SSEError):
+    if isinstance(exc, httpx_sse.SSEError):
         raise LlmStreamError(
             f"LLM endpoint {call.where} did not answer with an event stream: {redact(str(exc), call.secrets)}"
         ) from None
@@ -535,7 +541,7 @@ async def stream_chat(
                     model: str | None = None
                     response_id: str | None = None
                     done = False
-                    async with contextlib.aclosing(EventSource(response).aiter_sse()) as sse_events:
+                    async with contextlib.aclosing(httpx_sse.EventSource(response).aiter_sse()) as sse_events:
                         async for sse in sse_events:
                             data = sse.data.strip()
                             if not data:
@@ -565,7 +571,7 @@ async def stream_chat(
                         )
                     yield Finished(finish, model, response_id)
                     return
-            except (httpx.HTTPError, SSEError, LlmError) as exc:
+            except (httpx.HTTPError, httpx_sse.SSEError, LlmError) as exc:
                 delay = _next_delay(exc, call, attempt, streamed=streamed)
             await anyio.sleep(delay)
 

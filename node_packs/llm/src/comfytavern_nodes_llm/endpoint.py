@@ -23,12 +23,16 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from comfytavern_nodes_llm.errors import LlmConfigError
+from comfytavern_nodes_llm.lazy import lazy_import
 from comfytavern_nodes_llm.settings import LlmSettings
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded when a request is made, not at server start (see .lazy)
+    httpx = lazy_import("httpx")
 
 __all__ = [
     "ENV_BASE_URL_VARS",

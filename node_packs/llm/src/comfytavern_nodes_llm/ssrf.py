@@ -23,11 +23,17 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 
 from comfytavern_nodes_llm.errors import LlmConfigError, UnsafeBaseUrl
+from comfytavern_nodes_llm.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import httpx
+else:  # loaded when a request is made, not at server start (see .lazy)
+    httpx = lazy_import("httpx")
 
 __all__ = ["RequestTarget", "address_is_forbidden", "guard_url", "parse_allowlist", "pinned_target"]
 

@@ -10,12 +10,12 @@ shows) is looked up in the user's card library first.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
 from comfytavern import NodeContext
 from comfytavern.safety import UnsafeName, check_name, resolve_inside
@@ -71,14 +71,21 @@ def resolve_resource(ctx: NodeContext, value: Any, *, key: str, card_library: bo
     raise TavernError(f"{key}: file {value!r} not found in your data folder")
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """Safe YAML without anchors/aliases, so a small file cannot expand into a huge value."""
+@functools.cache
+def _no_alias_loader() -> Any:
+    """Safe YAML without anchors/aliases, so a small file cannot expand into a huge value.
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", event.start_mark)
-        return super().compose_node(parent, index)
+    Built on first use: importing ``yaml`` costs ~10 ms of every server start otherwise."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", event.start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
 
 
 def read_bytes(path: Path, key: str, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -91,11 +98,13 @@ def read_bytes(path: Path, key: str, limit: int = MAX_FILE_BYTES) -> bytes:
 
 def read_structured(path: Path, key: str) -> Any:
     """JSON (``.json``), YAML (``.yaml``/``.yml``) or JSON lines (``.jsonl``) by extension."""
+    import yaml  # on first use (see _no_alias_loader)
+
     data = read_bytes(path, key)
     suffix = path.suffix.lower()
     try:
         if suffix in (".yaml", ".yml"):
-            return yaml.load(data.decode("utf-8-sig"), Loader=_NoAliasLoader)  # noqa: S506 - safe loader subclass
+            return yaml.load(data.decode("utf-8-sig"), Loader=_no_alias_loader())  # noqa: S506 - safe loader subclass
         if suffix == ".jsonl":
             return [_decoder.decode(line) for line in data.splitlines() if line.strip()]
         return _decoder.decode(data.removeprefix(b"\xef\xbb\xbf"))

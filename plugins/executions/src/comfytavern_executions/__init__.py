@@ -9,8 +9,11 @@ See ``docs/executions.md`` and ``docs/websocket.md``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from starlette.routing import BaseRoute
 
 from comfytavern import ServiceUse, hookimpl, requires
@@ -19,6 +22,7 @@ from comfytavern_executions.http_api import http_routes
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.workflow_run import workflow_routes
 from comfytavern_executions.ws import websocket_routes
+from comfytavern_executions.ws_fanout import fanout_for
 
 name = "executions"
 
@@ -37,3 +41,19 @@ def register_scope_groups() -> list[str]:
 def register_routes(kernel: Any) -> list[BaseRoute]:
     settings = kernel.plugin_settings("executions", ExecutionsSettings)
     return [*http_routes(kernel, settings), *workflow_routes(kernel, settings), *websocket_routes(kernel, settings)]
+
+
+@hookimpl
+def lifespan(kernel: Any) -> contextlib.AbstractAsyncContextManager[None]:
+    return _fanout(kernel)
+
+
+@contextlib.asynccontextmanager
+async def _fanout(kernel: Any) -> AsyncIterator[None]:
+    """Runs the WebSocket fanout's queue-update coalescer while the server runs."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fanout_for(kernel).run)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()

@@ -29,13 +29,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comfytavern.auth import Principal, optional_principal, scope_refusal
 from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
+from comfytavern.engine.payload import ExecutionPayload, decode_valid_payload
 from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
-from comfytavern.http import decode_json, websocket_route
+from comfytavern.http import MAX_JSON_DEPTH, _nesting_exceeds, decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
 from comfytavern.services import SCHEDULER
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws_access import MESSAGE_SCOPES, event_scope, live_sockets
+from comfytavern_executions.ws_fanout import Fanout, fanout_for
 
 __all__ = ["websocket_routes"]
 
@@ -52,8 +54,62 @@ class _Envelope(msgspec.Struct):
     payload: Any = msgspec.UNSET
 
 
+class _Head(msgspec.Struct):
+    """The envelope with its payload left undecoded: a ``PROMPT_REQUEST``'s payload (the whole
+    workflow) is then decoded once, straight into an ``ExecutionPayload``."""
+
+    type: str
+    payload: msgspec.Raw = msgspec.Raw(b"")
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+
+
+def _fast_prompt(text: str) -> ExecutionPayload | None:
+    """The payload of a well-formed ``PROMPT_REQUEST``, else ``None`` (the general path then
+    answers, with its exact error messages; it also refuses too deep nesting)."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if _nesting_exceeds(raw, MAX_JSON_DEPTH):
+        return None
+    try:
+        head = _head_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+    if head.type != "PROMPT_REQUEST" or not head.payload:
+        return None
+    return decode_valid_payload(head.payload, nesting_checked=True)
+
+
 class _PromptRef(msgspec.Struct, rename="camel"):
     prompt_id: str
+
+
+class _Watched(set[str]):
+    """The runs a socket watches, mirrored in the kernel's :class:`Fanout` index (which hands
+    each run's events to its watchers only)."""
+
+    def __init__(self, fanout: Fanout, socket: Connection) -> None:
+        super().__init__()
+        self._fanout = fanout
+        self._socket = socket
+
+    def add(self, prompt_id: str) -> None:
+        super().add(prompt_id)
+        self._fanout.watch(prompt_id, self._socket)
+
+    def discard(self, prompt_id: object) -> None:
+        super().discard(prompt_id)
+        if isinstance(prompt_id, str):
+            self._fanout.unwatch(prompt_id, self._socket)
+
+    def remove(self, prompt_id: object) -> None:
+        if prompt_id not in self:
+            raise KeyError(prompt_id)
+        self.discard(prompt_id)
+
+    def clear(self) -> None:
+        for prompt_id in list(self):
+            self.discard(prompt_id)
 
 
 class Connection:
@@ -67,13 +123,14 @@ class Connection:
         self.kernel = kernel
         self.max_queue = settings.ws_max_queue
         self.outbox: collections.deque[HubEvent | str] = collections.deque()
-        self.watched: set[str] = set()
         self.overflowed = False
         self._wakeup: anyio.Event | None = None
-        # The hub calls ``accept`` synchronously for every event; we take the ones this socket
-        # wants into our own ordered outbox (shared with direct replies) and keep the
-        # subscription's buffer empty.
-        self.subscription = kernel.hub.subscribe(max_buffer=1, accept=self._offer)
+        # The kernel's fanout (one hub subscriber for all sockets) pushes the events of the runs
+        # this socket watches and offers it the run-less ones, synchronously, into this
+        # socket's own ordered outbox (shared with direct replies).
+        self.fanout = fanout_for(kernel)
+        self.watched: set[str] = _Watched(self.fanout, self)
+        self.fanout.add(self)
 
     # -- outbox -------------------------------------------------------------------------------
     def _offer(self, event: HubEvent) -> bool:
@@ -144,7 +201,8 @@ class Connection:
             if isinstance(item, str):
                 await send(item)
             elif translate is None:
-                await send(encode({"type": item.type, "payload": item.payload}).decode())
+                frame = item.frame  # run events come encoded once by the scheduler
+                await send((frame if frame is not None else encode({"type": item.type, "payload": item.payload})).decode())
             else:
                 message = translate(item.type, item.payload)
                 if message is not None:
@@ -168,6 +226,19 @@ class Connection:
 
     async def handle(self, text: str) -> None:
         if self.revoked is not None:  # closing: nothing more is answered
+            return
+        prompt = _fast_prompt(text)
+        if prompt is not None:
+            try:
+                if not await self._still_authenticated("PROMPT_REQUEST"):
+                    return
+                if scope_refusal(self.user, MESSAGE_SCOPES["PROMPT_REQUEST"]) is not None:
+                    self._in_scope("PROMPT_REQUEST", msgspec.json.decode(text).get("payload"))
+                    return
+                await self._submit(prompt, _ids(prompt.metadata))
+            except Exception as exc:  # noqa: BLE001 - a handler bug must not close the socket
+                log.exception("WebSocket PROMPT_REQUEST handler failed")
+                self.error(f"Error processing message: {exc}")
             return
         try:
             raw = decode_json(text, what="WebSocket message")
@@ -236,8 +307,7 @@ class Connection:
 
     async def on_prompt(self, payload: Any) -> None:
         metadata = payload.get("metadata") if isinstance(payload, dict) else None
-        metadata = metadata if isinstance(metadata, dict) else {}
-        ids = {"internalId": metadata.get("internalId"), "workflowId": metadata.get("workflowId")}
+        ids = _ids(metadata if isinstance(metadata, dict) else {})
         if payload is msgspec.UNSET:
             self.error("PROMPT_REQUEST needs a payload", **ids)
             return
@@ -246,6 +316,9 @@ class Connection:
         except PayloadError as exc:
             self.error(f"invalid PROMPT_REQUEST payload: {exc.details[0]['message']}", exc.details, **ids)
             return
+        await self._submit(execution_payload, ids)
+
+    async def _submit(self, execution_payload: ExecutionPayload, ids: dict[str, Any]) -> None:
         scheduler = self.scheduler
         if scheduler is None:
             self.error("the run scheduler is not running", **ids)
@@ -307,7 +380,13 @@ class Connection:
         log.info("button_click from %s: %s", self.user.id, payload if isinstance(payload, dict) else type(payload).__name__)
 
     def close(self) -> None:
-        self.subscription.close()
+        self.watched.clear()
+        self.fanout.remove(self)
+
+
+def _ids(metadata: Any) -> dict[str, Any]:
+    """The ids an error reply to a ``PROMPT_REQUEST`` echoes."""
+    return {"internalId": metadata.get("internalId"), "workflowId": metadata.get("workflowId")}
 
 
 _HANDLERS = {
