@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern.testing import NO_STORAGE, client_for, make_kernel
+from comfytavern_testing import NO_STORAGE, client_for, make_kernel
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs"

@@ -55,8 +55,8 @@ def test_wheels_build_and_the_kernel_installs_in_a_fresh_environment(tmp_path: P
     wheels = {p.name.split("-")[0] for p in out.glob("*.whl")}
     expected = {project(m)["name"].replace("-", "_") for m in MEMBERS}
     assert wheels == expected
-    # What a node pack's CI does: a fresh environment, the kernel wheel (with its testing extra)
-    # and the local auth mode from the wheels, the pack itself, then its tests.
+    # What a node pack's CI does: a fresh environment, the kernel wheel (with its testing extra, which
+    # pulls comfytavern-testing) and the local auth mode from the wheels, the pack itself, then its tests.
     env_dir = tmp_path / "env"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -64,17 +64,18 @@ def test_wheels_build_and_the_kernel_installs_in_a_fresh_environment(tmp_path: P
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(pack_wheels), str(ROOT / "docs" / "examples" / "echo-pack")], check=True)
     kernel_wheel = next(out.glob("comfytavern-*.whl"))
-    auth_wheel = next(out.glob("comfytavern_auth_local-*.whl"))
+    auth_wheels = [next(out.glob("comfytavern_auth_local-*.whl")), next(out.glob("comfytavern_accounts-*.whl")),
+                   next(out.glob("comfytavern_testing-*.whl"))]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("CT_")}
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         f"{kernel_wheel}[testing]", str(auth_wheel), *map(str, pack_wheels.glob("*.whl"))],
+         f"{kernel_wheel}[testing]", *map(str, auth_wheels), *map(str, pack_wheels.glob("*.whl"))],
         capture_output=True, text=True, timeout=900, env=env,
     )
     assert install.returncode == 0, install.stderr
     check = (
         "import tempfile, pathlib\n"
-        "from comfytavern.testing import client_for, make_kernel\n"
+        "from comfytavern_testing import client_for, make_kernel\n"
         "kernel = make_kernel(pathlib.Path(tempfile.mkdtemp()), storage={'projects': None, 'accounts': None, 'runs': None})\n"
         "assert 'echo:Echo' in kernel.registry.current, kernel.plugin_rows()\n"
         "with client_for(kernel) as client:\n"

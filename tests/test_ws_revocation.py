@@ -30,7 +30,7 @@ from comfytavern.config import load_config
 from comfytavern.http import json_response
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation
-from comfytavern.testing import live_server
+from comfytavern_testing import live_server
 
 FINAL = {"complete", "error", "interrupted"}
 RUN = {"nodes": [{"id": "c", "fullType": "t:Const", "inputs": {"value": 7}}], "edges": []}

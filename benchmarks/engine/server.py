@@ -14,7 +14,7 @@ import uvicorn
 import comfytavern_testnodes as testnodes
 from comfytavern.app import create_app
 from comfytavern.cli import WS_PROTOCOL
-from comfytavern.testing import make_kernel
+from comfytavern_testing import make_kernel
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from comfytavern.crypto import PasswordHasher
+from comfytavern_accounts.passwords import PasswordHasher
 
 PASSWORD = "correct horse battery"
 

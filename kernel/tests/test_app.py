@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comfytavern import hookimpl, json_response, read_json, route
-from comfytavern.testing import NO_STORAGE, client_for, make_kernel
+from comfytavern_testing import NO_STORAGE, client_for, make_kernel
 
 EDITOR = "http://localhost:5573"
 

@@ -1,4 +1,4 @@
-"""Editor dialects: the configuration key, recognising a build, and every translation at the wire.
+"""Editor dialects: the configuration key, choosing one, and every translation at the wire.
 
 Real app, real routes (``/api/auth/current`` of the users plugin, ``/api/nodes``, the WebSocket of
 the executions plugin), the real seed-era build when the shared folder has it.
@@ -15,8 +15,8 @@ import pytest
 import comfytavern_testnodes as testnodes
 from comfytavern.cli import main as cli_main
 from comfytavern.config import ConfigError, load_config
-from comfytavern.dialect import LATER, SEED, SYNTHETIC_FINISH, Dialect, recognise_build
-from comfytavern.testing import client_for, make_kernel, seed_frontend_dist
+from comfytavern.dialect import LATER, SEED, SYNTHETIC_FINISH, Dialect
+from comfytavern_testing import client_for, make_kernel, seed_frontend_dist
 
 SEED_DIST = seed_frontend_dist()
 
@@ -60,30 +60,6 @@ def test_check_config_reports_an_unknown_dialect(tmp_path: Path, capsys: pytest.
     assert cli_main(["check-config", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "$.editor.dialect" in err and "seed-2025-06" in err
-
-
-# -- recognising a build -----------------------------------------------------------------------
-@pytest.mark.skipif(SEED_DIST is None, reason="no seed-era editor build (set CT_SEED_FRONTEND to its dist folder)")
-def test_the_real_seed_build_is_recognised() -> None:
-    assert SEED_DIST is not None and recognise_build(SEED_DIST) == SEED
-
-
-def test_recognise_build_reads_the_auth_mode_names(tmp_path: Path) -> None:
-    assert recognise_build(_build(tmp_path / "a", 'if(m==="LocalNoPassword")open()')) == SEED
-    assert recognise_build(_build(tmp_path / "b", 'const modes=["SingleUser","MultiUser"]')) == LATER
-    assert recognise_build(_build(tmp_path / "c", "console.log(1)")) is None
-    # The marker may live in a lazily loaded chunk rather than the entry module.
-    dist = _build(tmp_path / "d", "import('./chunk.js')")
-    (dist / "assets" / "chunk.js").write_text('x="LocalNoPassword"', encoding="utf-8")
-    assert recognise_build(dist) == SEED
-
-
-def test_a_script_outside_the_build_is_never_read(tmp_path: Path) -> None:
-    (tmp_path / "outside.js").write_text('"LocalNoPassword"', encoding="utf-8")
-    dist = tmp_path / "dist"
-    dist.mkdir()
-    (dist / "index.html").write_text('<script src="../outside.js"></script>', encoding="utf-8")
-    assert recognise_build(dist) is None
 
 
 def test_auto_picks_the_served_build_and_explicit_values_win(tmp_path: Path) -> None:

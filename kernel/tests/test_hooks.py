@@ -31,7 +31,7 @@ from comfytavern import (
     route,
 )
 from comfytavern.cli import main as cli_main
-from comfytavern.testing import NO_STORAGE, client_for, header_auth_plugin, make_kernel
+from comfytavern_testing import NO_STORAGE, client_for, header_auth_plugin, make_kernel
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
 

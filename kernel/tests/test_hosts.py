@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from comfytavern.hosts import effective_allowed_hosts, host_allowed
-from comfytavern.testing import NO_STORAGE, client_for, make_config, make_kernel
+from comfytavern_testing import NO_STORAGE, client_for, make_config, make_kernel
 
 LOOPBACK = ["localhost", "*.localhost", "loopback-addresses"]
 

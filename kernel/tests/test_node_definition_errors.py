@@ -10,7 +10,7 @@ import pytest
 
 from comfytavern import Input, node
 from comfytavern.nodes.definition import NodeDefinitionError
-from comfytavern.testing import make_kernel
+from comfytavern_testing import make_kernel
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 
 from comfytavern.kernel import StartupError
 from comfytavern.plugin_manager import PluginError
-from comfytavern.testing import NO_STORAGE, client_for, make_dist, make_kernel, on_path
+from comfytavern_testing import NO_STORAGE, client_for, make_dist, make_kernel, on_path
 
 GOOD = """
 from comfytavern import hookimpl, route, json_response

@@ -16,7 +16,7 @@ from comfytavern import hookimpl, json_response, route
 from comfytavern.config import ConfigError
 from comfytavern.http import websocket_route
 from comfytavern.proxies import forwarded_untrusted
-from comfytavern.testing import NO_STORAGE, client_for, live_server, make_kernel
+from comfytavern_testing import NO_STORAGE, client_for, live_server, make_kernel
 
 
 class Probe:

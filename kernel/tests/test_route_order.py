@@ -12,7 +12,7 @@ from starlette.routing import Mount
 from comfytavern import hookimpl, route
 from comfytavern.app import create_app
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for, make_config
+from comfytavern_testing import client_for, make_config
 
 
 class Ordered:

@@ -11,7 +11,7 @@ import pytest
 
 from comfytavern import MissingService, NodeContext, Principal, ServiceKey, Services
 from comfytavern.services import CONFIG, KERNEL_SERVICES, SCHEDULER, ServiceCatalog, provides, requires, uses
-from comfytavern.testing import NO_STORAGE, client_for, config_services, make_config, make_kernel
+from comfytavern_testing import NO_STORAGE, client_for, config_services, make_config, make_kernel
 
 COUNTER: ServiceKey[list[int]] = ServiceKey("counter", "a test list")
 

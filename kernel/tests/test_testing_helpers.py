@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytavern import hookimpl, json_response, optional_principal, route
-from comfytavern.testing import HEADER_AUTH_MODE, NO_STORAGE, client_for, header_auth_plugin, make_kernel
+from comfytavern_testing import HEADER_AUTH_MODE, NO_STORAGE, client_for, header_auth_plugin, make_kernel
 
 
 class WhoAmI:

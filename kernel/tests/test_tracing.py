@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from comfytavern import HubEvent, hookimpl, json_response, route
-from comfytavern.testing import NO_STORAGE, client_for, make_kernel
 from comfytavern.tracing import TRACE_ENV
+from comfytavern_testing import NO_STORAGE, client_for, make_kernel
 
 LINE = re.compile(r"hook (\w+) plugin=(\S+) (\d+\.\d{3}) ms (result_size=(\S+)|raised (\w+))")
 

@@ -8,7 +8,7 @@ produces is collected; a test fails on any that is not listed in :data:`EXPECTED
 
 Skipped, with the reason in the summary, when the build, chromium, Playwright or network
 namespaces are missing. ``python3 scripts/dev.py test`` installs chromium (as root, with apt-get)
-and Playwright (the dev extra); the build is looked up by ``comfytavern.testing.seed_frontend_dist``
+and Playwright (the dev extra); the build is looked up by ``comfytavern_testing.seed_frontend_dist``
 (``$CT_SEED_FRONTEND``, or ``shared/frontends/comfytavern-2025-06/dist`` beside the repository).
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern.testing import SEED_FRONTEND_ENV, seed_frontend_dist
+from comfytavern_testing import SEED_FRONTEND_ENV, seed_frontend_dist
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -22,7 +22,7 @@ from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.services import SCHEDULER
 from comfytavern.storage.runs import MemoryRunStore
-from comfytavern.testing import NO_STORAGE, make_kernel
+from comfytavern_testing import NO_STORAGE, make_kernel
 from comfytavern_testnodes import NODES
 
 pytestmark = pytest.mark.anyio

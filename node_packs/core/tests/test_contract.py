@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern.testing import make_kernel
+from comfytavern_testing import make_kernel
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CORE_TYPES = {

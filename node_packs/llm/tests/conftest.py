@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from comfytavern import Node, NodeContext, Outputs, Principal
-from comfytavern.testing import config_services, make_config
+from comfytavern_testing import config_services, make_config
 
 _HERE = Path(__file__).resolve().parent
 

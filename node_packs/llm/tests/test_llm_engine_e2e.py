@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_testing import client_for, make_kernel
 
 pytest.importorskip("comfytavern_nodes_core", reason="the core node pack (CreateMessage, GroupInput...) is needed")
 pytest.importorskip("comfytavern_executions", reason="the executions plugin (POST /api/prompt, /ws) is needed")

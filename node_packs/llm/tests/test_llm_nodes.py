@@ -12,7 +12,6 @@ import msgspec
 import pytest
 
 from comfytavern import NodeContext
-from comfytavern.testing import make_kernel
 from comfytavern_nodes_llm import (
     NODES,
     api_settings,
@@ -23,6 +22,7 @@ from comfytavern_nodes_llm import (
 from comfytavern_nodes_llm import history as history_node
 from comfytavern_nodes_llm import merge_history as merge_history_node
 from comfytavern_nodes_llm.errors import LlmConfigError, LlmHttpError
+from comfytavern_testing import make_kernel
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from comfytavern import NodeContext, Principal
-from comfytavern.testing import config_services, make_config
+from comfytavern_testing import config_services, make_config
 
 
 @pytest.fixture

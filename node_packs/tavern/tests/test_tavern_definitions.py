@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 import comfytavern_nodes_tavern
-from comfytavern.testing import make_kernel
+from comfytavern_testing import make_kernel
 
 #: The original's ``GET /api/nodes`` entries for these seven nodes (from the seed-era and the latest
 #: catalogues in the reference material), kept with the tests so they run anywhere.

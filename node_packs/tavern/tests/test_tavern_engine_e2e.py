@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from comfytavern.testing import client_for, make_kernel
 from comfytavern_cards.testing import card_png, v2_card, v3_card
+from comfytavern_testing import client_for, make_kernel
 
 pytest.importorskip("comfytavern_executions", reason="the executions plugin (POST /api/prompt) is needed")
 pytest.importorskip("comfytavern_characters", reason="the characters plugin is needed")

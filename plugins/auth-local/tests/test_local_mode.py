@@ -12,7 +12,7 @@ from comfytavern import ConfigError, hookimpl
 from comfytavern.auth import websocket_principal
 from comfytavern.http import websocket_route
 from comfytavern.kernel import StartupError
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_testing import client_for, make_kernel
 
 ACCOUNTS = {"projects": None, "accounts": "sqlite", "runs": None}
 NO_ACCOUNTS = {"projects": None, "accounts": None, "runs": None}

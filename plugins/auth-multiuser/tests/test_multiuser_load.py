@@ -15,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from comfytavern.testing import live_server, make_kernel
+from comfytavern_testing import live_server, make_kernel
 
 pytestmark = [pytest.mark.fault, pytest.mark.anyio]
 

@@ -15,7 +15,7 @@ from comfytavern import hookimpl
 from comfytavern.auth import websocket_principal
 from comfytavern.http import websocket_route
 from comfytavern.services import CREDENTIALS
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
 FAST = {"password_memory_kib": 64, "password_iterations": 1, "password_lanes": 1}

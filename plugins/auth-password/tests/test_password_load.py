@@ -15,9 +15,10 @@ import anyio
 import httpx
 import pytest
 
-from comfytavern.crypto import PasswordHasher
 from comfytavern.storage.accounts import UserChanges
-from comfytavern.testing import client_for, frozen_password_hashing, live_server, make_kernel
+from comfytavern_accounts.passwords import PasswordHasher
+from comfytavern_accounts.testing import frozen_password_hashing
+from comfytavern_testing import client_for, live_server, make_kernel
 
 pytestmark = pytest.mark.fault
 

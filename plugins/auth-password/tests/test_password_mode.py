@@ -12,10 +12,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comfytavern import ConfigError, hookimpl
 from comfytavern.auth import websocket_principal
-from comfytavern.crypto import session_digest
 from comfytavern.http import websocket_route
 from comfytavern.kernel import StartupError
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_accounts.passwords import session_digest
+from comfytavern_testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
 #: Cheap Argon2id so the suite stays fast (production defaults are 64 MiB, 3 passes).

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for, header_auth_plugin, make_config
+from comfytavern_testing import client_for, header_auth_plugin, make_config
 
 
 def header_auth() -> Any:

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
-from comfytavern.testing import client_for
 from comfytavern_cards import read_png_card, walk_text_chunks
 from comfytavern_cards.testing import card_png, insert_chunks, plain_png, text_chunk, v1_card, v2_card, v3_card
+from comfytavern_testing import client_for
 
 
 def jpeg() -> bytes:
@@ -342,8 +342,8 @@ def test_configurable_location(tmp_path: Path, kernel_factory) -> None:
 @pytest.mark.parametrize("settings", [{"folder": "../escape"}, {"folder": "/abs"}, {"max_upload_bytes": 0}, {"unknown": 1}])
 def test_bad_settings_are_reported(tmp_path: Path, settings: dict[str, object]) -> None:
     from comfytavern import ConfigError
-    from comfytavern.testing import make_config
     from comfytavern_cards import card_library_settings
+    from comfytavern_testing import make_config
 
     config = make_config(tmp_path, plugins={"settings": {"characters": settings}})
     with pytest.raises(ConfigError, match="plugins.settings.characters"):

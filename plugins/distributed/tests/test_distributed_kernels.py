@@ -19,7 +19,7 @@ from comfytavern.engine.scheduler import Scheduler
 from comfytavern.kernel import Kernel
 from comfytavern.services import RUN_QUEUE, SCHEDULER
 from comfytavern.storage.runs import MemoryRunStore, RunRecord
-from comfytavern.testing import make_kernel
+from comfytavern_testing import make_kernel
 from comfytavern_testing_contracts.services import redis_url
 
 ALICE = Principal(id="alice", username="alice")
@@ -251,7 +251,7 @@ async def test_runs_the_shared_queue_forgot_are_ended_not_left_queued(tmp_path: 
 
 @pytest.mark.redis
 def test_status_route_for_admins(tmp_path: Path, prefix: str) -> None:
-    from comfytavern.testing import client_for
+    from comfytavern_testing import client_for
 
     shared = SharedRuns()
     kernel = build(tmp_path, shared, prefix, "A", execute=False)

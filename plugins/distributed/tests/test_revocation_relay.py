@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
 from comfytavern.revocation import Revocation
-from comfytavern.testing import make_kernel
 from comfytavern_distributed.keys import Keys
+from comfytavern_testing import make_kernel
 from comfytavern_testing_contracts.services import redis_url
 
 Heard = list[tuple[str, Revocation, str | None]]

@@ -8,7 +8,7 @@ import pytest
 
 import comfytavern_testnodes as testnodes
 from comfytavern.kernel import Kernel
-from comfytavern.testing import header_auth_plugin, make_config
+from comfytavern_testing import header_auth_plugin, make_config
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 pytest.importorskip("comfytavern_nodes_core")
 

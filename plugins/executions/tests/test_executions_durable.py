@@ -20,9 +20,9 @@ from comfytavern import StorageBackend, hookimpl
 from comfytavern.kernel import Kernel
 from comfytavern.services import SCHEDULER
 from comfytavern.storage.runs import RunRecord
-from comfytavern.testing import client_for, header_auth_plugin, make_config
 from comfytavern_storage_sqlite.database import shared_database
 from comfytavern_storage_sqlite.runs import SqliteRunStore
+from comfytavern_testing import client_for, header_auth_plugin, make_config
 
 ALICE = {"X-User": "alice"}
 #: How long the slow disk takes per write: far longer than answering a request.

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}

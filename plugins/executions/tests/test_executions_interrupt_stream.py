@@ -19,7 +19,7 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from comfytavern import Input, Output, hookimpl, node
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 
 class Upstream:

@@ -11,9 +11,9 @@ from starlette.websockets import WebSocketDisconnect
 from comfytavern.auth import Principal
 from comfytavern.events import EventHub, HubEvent
 from comfytavern.services import Services
-from comfytavern.testing import client_for
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws import Connection
+from comfytavern_testing import client_for
 
 FINAL = ("complete", "error", "interrupted")
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from comfytavern.testing import client_for, header_auth_plugin, make_kernel
+from comfytavern_testing import client_for, header_auth_plugin, make_kernel
 
 ALICE = {"X-User": "alice"}
 BOB = {"X-User": "bob"}

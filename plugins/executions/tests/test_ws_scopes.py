@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 
 import comfytavern_testnodes as testnodes
 from comfytavern.app import create_app
-from comfytavern.testing import live_server, make_kernel
+from comfytavern_testing import live_server, make_kernel
 
 FINAL = {"complete", "error", "interrupted"}
 ADD = {"nodes": [{"id": "r", "fullType": "t:Const", "inputs": {"value": 2}}], "edges": [], "metadata": {"internalId": "tab-1", "workflowId": "wf-1"}}

@@ -11,7 +11,7 @@ import pytest
 
 from comfytavern import HubEvent, hookimpl
 from comfytavern.kernel import Kernel
-from comfytavern.testing import make_kernel
+from comfytavern_testing import make_kernel
 
 NO_STORAGE = {"projects": None, "accounts": None, "runs": None}
 #: Hermetic: only what these tests need, whatever else is installed in the environment.

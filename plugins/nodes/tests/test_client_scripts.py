@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 Build = Callable[..., Kernel]
 
@@ -103,7 +103,7 @@ def test_a_symlink_out_of_the_pack_is_rejected(build: Build, custom: Path, tmp_p
 
 def test_a_node_without_a_source_folder_has_no_scripts(tmp_path: Path) -> None:
     from comfytavern import Node, NodeDefinition
-    from comfytavern.testing import make_kernel
+    from comfytavern_testing import make_kernel
 
     bare = Node(NodeDefinition(type="Bare", namespace="mem", category="t", display_name="Bare"), None)
 

@@ -12,7 +12,7 @@ import pytest
 
 from comfytavern import NodeContext, Outputs, Principal
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 GUIDE = Path(__file__).resolve().parents[3] / "docs" / "node-packs.md"
 CTX = NodeContext(prompt_id="p", node_id="n", user=Principal(id="u", username="u"), config_values={"how": "title"})

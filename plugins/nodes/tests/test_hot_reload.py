@@ -12,7 +12,7 @@ import pytest
 
 from comfytavern.kernel import Kernel
 from comfytavern.nodes.reload import NodeReloadError
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 Build = Callable[..., Kernel]
 
@@ -309,7 +309,7 @@ def test_invalid_module_names_are_reported(build: Build, custom: Path, write_fil
 
 def test_entry_point_pack_hot_reload(build: Build, tmp_path: Path, plugin_rows: Any) -> None:
     """A pip-installed pack (a real dist-info on sys.path): edit, reload, uninstall, reload."""
-    from comfytavern.testing import make_dist, on_path
+    from comfytavern_testing import make_dist, on_path
 
     site = tmp_path / "site"
     make_dist(

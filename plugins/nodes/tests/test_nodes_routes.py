@@ -13,8 +13,8 @@ from starlette.routing import BaseRoute
 
 from comfytavern import AuthMode, Principal, hookimpl
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for
 from comfytavern_nodes_routes.listing import etag_matches
+from comfytavern_testing import client_for
 
 Build = Callable[..., Kernel]
 
@@ -114,7 +114,7 @@ class PlainUserMode:
 
 
 def test_reload_needs_an_administrator(tmp_path: Path, recorder: Any) -> None:
-    from comfytavern.testing import make_kernel
+    from comfytavern_testing import make_kernel
 
     kernel = make_kernel(
         tmp_path,

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from comfytavern.kernel import Kernel
-from comfytavern.testing import live_server, make_kernel
+from comfytavern_testing import live_server, make_kernel
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "docs" / "examples" / "openai-chat-model" / "chat-model.json"

@@ -390,7 +390,7 @@ def test_a_reply_bigger_than_the_event_buffer_arrives_whole(server_factory: Any,
 
 def test_a_bad_setting_is_reported_naming_the_key(tmp_path: Any) -> None:
     from comfytavern.app import create_app
-    from comfytavern.testing import make_kernel
+    from comfytavern_testing import make_kernel
 
     kernel = make_kernel(tmp_path, plugins_config={"settings": {"openai-api": {"keepalive_seconds": 0}}})
     create_app(kernel)

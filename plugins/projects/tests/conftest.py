@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for, make_config
+from comfytavern_testing import client_for, make_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STORAGE = {"projects": "filesystem", "accounts": None, "runs": None}

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from comfytavern.app import create_app
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for, header_auth_plugin
+from comfytavern_testing import client_for, header_auth_plugin
 
 
 def header_auth() -> Any:

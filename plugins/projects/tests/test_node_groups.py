@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from comfytavern.storage.projects import apply_group_interface, group_references, normalise_references
+from comfytavern.storage.projects import group_references
+from comfytavern_projects.groups import apply_group_interface, normalise_references
 
 P = "/api/projects/groups"
 SLOT = {"dataFlowType": "STRING"}

@@ -12,7 +12,7 @@ from comfytavern import AuthMode, Principal, hookimpl
 from comfytavern.config import ConfigError
 from comfytavern.kernel import Kernel, StartupError
 from comfytavern.records import STORAGE_KINDS
-from comfytavern.testing import live_server, make_config
+from comfytavern_testing import live_server, make_config
 
 
 def full_kernel(data_dir: Path, **overrides: Any) -> Kernel:

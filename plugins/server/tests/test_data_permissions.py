@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from comfytavern.testing import client_for, make_kernel
 from comfytavern_cards.testing import card_png, v2_card
+from comfytavern_testing import client_for, make_kernel
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import msgspec
 
-from comfytavern.testing import client_for, make_kernel
 from comfytavern_server_routes.extensions import ExtensionFrontend, ExtensionInfo
+from comfytavern_testing import client_for, make_kernel
 
 
 def test_the_list_is_empty_public_and_json(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from comfytavern import __version__
 from comfytavern.app import create_app
-from comfytavern.testing import client_for
 from comfytavern_server_routes.home import prefers_json
+from comfytavern_testing import client_for
 
 
 def test_a_browser_gets_a_page_naming_the_server_and_linking_the_api(kernel: Any) -> None:

@@ -24,7 +24,7 @@ from comfytavern.logs import (
     redact,
     run_context,
 )
-from comfytavern.testing import client_for, make_config
+from comfytavern_testing import client_for, make_config
 
 SECRETS = [
     "ctsk_9f8e7d6c5b4a3210fedcba9876543210",

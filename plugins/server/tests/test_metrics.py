@@ -15,7 +15,7 @@ from comfytavern import hookimpl, websocket_route
 from comfytavern.app import create_app
 from comfytavern.events import HubEvent
 from comfytavern.metrics import Counter, Histogram, MetricsRegistry, ServerMetrics, metrics_for
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
 

@@ -17,8 +17,8 @@ from starlette.websockets import WebSocket
 
 from comfytavern import hookimpl, json_response, read_json, route, websocket_route
 from comfytavern.app import create_app
-from comfytavern.testing import client_for
 from comfytavern_server_routes.openapi import build_openapi, collect_endpoints, openapi_path
+from comfytavern_testing import client_for
 
 
 class Tag(msgspec.Struct):

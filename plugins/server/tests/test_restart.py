@@ -21,7 +21,7 @@ from openapi_spec_validator import validate
 
 from comfytavern.restart import RestartController, RestartUnavailable, restart_command
 from comfytavern.services import RESTART, RESTART_REQUESTED, SCHEDULER
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from comfytavern import hookimpl, json_response, route
 from comfytavern.app import create_app
 from comfytavern.kernel import Kernel
-from comfytavern.testing import client_for, make_config
+from comfytavern_testing import client_for, make_config
 
 INDEX = "<!doctype html><html><body><div id=app></div><script src=/assets/index-3f2a1b.js></script></body></html>"
 NO_STORAGE = {"projects": None, "accounts": None, "runs": None}

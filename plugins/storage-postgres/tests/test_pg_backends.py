@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from comfytavern.storage.runs import RunRecord
-from comfytavern.testing import make_kernel
 from comfytavern_storage_postgres.database import POSTGRES_DATABASES, PostgresDatabase
+from comfytavern_testing import make_kernel
 
 
 def pg_kernel(tmp_path: Path, settings: dict[str, Any]) -> Any:

@@ -13,7 +13,7 @@ from comfytavern.cli import main
 from comfytavern.config import load_config
 from comfytavern.kernel import Kernel
 from comfytavern.services import CREDENTIALS
-from comfytavern.testing import client_for
+from comfytavern_testing import client_for
 
 FAST = {"password_memory_kib": 64, "password_iterations": 1, "password_lanes": 1}
 LOOPBACK = ("127.0.0.1", 50000)

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from comfytavern.crypto import CredentialDecryptError, Keyring, KeyringError, key_fingerprint
 from comfytavern.services import CREDENTIALS
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
 SECRET = "sk-test-1234567890abcdef"

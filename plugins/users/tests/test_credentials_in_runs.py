@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from comfytavern import Input, Output, hookimpl, node
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_testing import client_for, make_kernel
 
 FAST = {"password_memory_kib": 64, "password_iterations": 1, "password_lanes": 1}
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 from starlette.testclient import TestClient
 
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
 

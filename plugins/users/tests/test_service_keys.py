@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from comfytavern.crypto import parse_service_key, service_key_digest
 from comfytavern.services import SECRETS
-from comfytavern.testing import client_for, make_kernel
+from comfytavern_accounts.passwords import parse_service_key, service_key_digest
+from comfytavern_testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}
 KEY_RE = re.compile(r"^ctsk_[0-9A-Za-z]{12}_[0-9A-Za-z]{43}$")

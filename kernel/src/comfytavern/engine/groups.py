@@ -24,7 +24,7 @@ from comfytavern.engine.graph import GROUP_NODE_TYPE
 from comfytavern.engine.issues import Issue, WorkflowInvalid
 from comfytavern.engine.payload import ExecutionEdge, ExecutionNode, ExecutionPayload, OutputMapping
 
-__all__ = ["GROUP_INPUT_TYPE", "GROUP_OUTPUT_TYPE", "WorkflowSource", "expand_groups", "has_groups"]
+__all__ = ["GROUP_INPUT_TYPE", "GROUP_OUTPUT_TYPE", "WorkflowSource", "expand_groups", "has_groups", "stored_to_payload"]
 
 GROUP_INPUT_TYPE = "core:GroupInput"
 GROUP_OUTPUT_TYPE = "core:GroupOutput"
@@ -46,7 +46,7 @@ def _error(node_id: str | None, message: str) -> WorkflowInvalid:
     return WorkflowInvalid([Issue(type="node_group_error", node_id=node_id, message=message)])
 
 
-def _stored_to_payload(workflow: dict[str, Any], node_id: str, workflow_id: str) -> ExecutionPayload:
+def stored_to_payload(workflow: dict[str, Any], node_id: str, workflow_id: str) -> ExecutionPayload:
     """A stored WorkflowObject (``type``/``inputValues``/``source``...) as an execution payload."""
     try:
         nodes = [
@@ -110,7 +110,7 @@ async def expand_groups(
         stored = await source.get_workflow(user_id, project_id, workflow_id)
         if stored is None:
             raise _error(group.id, f"node group {group.id} references workflow {workflow_id!r}, which does not exist")
-        inner = _stored_to_payload(stored, group.id, workflow_id)
+        inner = stored_to_payload(stored, group.id, workflow_id)
         inner = await expand_groups(inner, source, user_id=user_id, project_id=project_id, _stack=(*_stack, workflow_id))
         nodes, edges, mappings = _splice(group, inner, nodes, edges, mappings)
     return msgspec.structs.replace(payload, nodes=nodes, edges=edges, output_interface_mappings=mappings)

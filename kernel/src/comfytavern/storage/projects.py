@@ -8,12 +8,11 @@ validate) the fields the server relies on; they are never used to re-encode a st
 
 from __future__ import annotations
 
-import copy
 import re
 import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -25,12 +24,9 @@ __all__ = [
     "GROUP_NODE_TYPE",
     "InvalidId",
     "PreviewTarget",
-    "ProjectCreate",
-    "ProjectMetadata",
     "ProjectNotFound",
     "ProjectStore",
     "ProjectStoreError",
-    "ProjectUpdate",
     "Position",
     "Viewport",
     "WorkflowChange",
@@ -39,13 +35,11 @@ __all__ = [
     "WorkflowNotFound",
     "WorkflowObject",
     "WorkflowSummary",
-    "apply_group_interface",
     "check_id",
     "derive_id",
     "group_references",
-    "normalise_references",
+    "group_target",
     "normalise_timestamp",
-    "project_view",
     "summarise_workflow",
     "utc_now_iso",
     "workflow_filename",
@@ -231,89 +225,8 @@ class WorkflowSummary(msgspec.Struct, kw_only=True, rename="camel"):
     referenced_workflows: list[str] = msgspec.field(default_factory=list)
 
 
-PreferredView = Literal["editor", "custom"]
-
-
-class ProjectMetadata(msgspec.Struct, kw_only=True, rename="camel"):
-    """``project.json`` as the editor's zod ``ProjectMetadataSchema`` accepts it: UTC ``Z``
-    timestamps and optional fields absent (never ``null``)."""
-
-    id: str
-    name: str
-    description: str | UnsetType = UNSET
-    version: str
-    created_at: str
-    updated_at: str
-    template_used: str | UnsetType = UNSET
-    preferred_view: PreferredView = "editor"
-    schema_version: str
-    panels: list[dict[str, Any]] | UnsetType = UNSET
-    enable_chat_page: bool | UnsetType = UNSET
-    custom_metadata: dict[str, Any] | UnsetType = UNSET
-
-
-class ProjectCreate(msgspec.Struct, kw_only=True, rename="camel"):
-    """Body of ``POST /api/projects`` (the editor sends ``{"name": ...}``)."""
-
-    name: Annotated[str, Meta(min_length=1)]
-    description: str | UnsetType = UNSET
-    template_used: str | UnsetType = UNSET
-    preferred_view: PreferredView | UnsetType = UNSET
-    enable_chat_page: bool | UnsetType = UNSET
-    custom_metadata: dict[str, Any] | UnsetType = UNSET
-
-
-class ProjectUpdate(msgspec.Struct, kw_only=True, rename="camel"):
-    """Body of ``PUT /api/projects/{id}[/metadata]``: a partial update. ``id`` may be echoed but
-    must match; ``createdAt``/``updatedAt``/``version``/``schemaVersion`` are server-managed and
-    ignored; unknown keys are ignored."""
-
-    id: str | UnsetType = UNSET
-    name: Annotated[str, Meta(min_length=1)] | UnsetType = UNSET
-    description: str | UnsetType = UNSET
-    template_used: str | UnsetType = UNSET
-    preferred_view: PreferredView | UnsetType = UNSET
-    panels: list[dict[str, Any]] | UnsetType = UNSET
-    enable_chat_page: bool | UnsetType = UNSET
-    custom_metadata: dict[str, Any] | UnsetType = UNSET
-
-
-def project_view(doc: dict[str, Any], project_id: str, *, fallback_time: str, version: str) -> ProjectMetadata:
-    """The metadata the editor will accept, built leniently from a stored ``project.json``.
-
-    The id is the folder name; missing or malformed fields get safe values (``name`` = id,
-    timestamps = ``fallback_time``, versions = ``version``); malformed optional fields are dropped.
-    """
-
-    def text(key: str) -> str | UnsetType:
-        value = doc.get(key)
-        return value if isinstance(value, str) else UNSET
-
-    created = normalise_timestamp(doc.get("createdAt")) or fallback_time
-    updated = normalise_timestamp(doc.get("updatedAt")) or created
-    view = doc.get("preferredView")
-    panels = doc.get("panels")
-    chat = doc.get("enableChatPage")
-    custom = doc.get("customMetadata")
-    name = doc.get("name")
-    return ProjectMetadata(
-        id=project_id,
-        name=name if isinstance(name, str) and name else project_id,
-        description=text("description"),
-        version=text("version") or version,
-        created_at=created,
-        updated_at=updated,
-        template_used=text("templateUsed"),
-        preferred_view=view if view in ("editor", "custom") else "editor",
-        schema_version=text("schemaVersion") or version,
-        panels=panels if isinstance(panels, list) and all(isinstance(p, dict) for p in panels) else UNSET,
-        enable_chat_page=chat if isinstance(chat, bool) else UNSET,
-        custom_metadata=custom if isinstance(custom, dict) else UNSET,
-    )
-
-
 # -- node groups -------------------------------------------------------------------------------
-def _group_target(node: Any) -> str | None:
+def group_target(node: Any) -> str | None:
     """The workflow id a NodeGroup node embeds (``configValues``; legacy ``data``)."""
     if not isinstance(node, dict) or node.get("type") != GROUP_NODE_TYPE:
         return None
@@ -329,95 +242,10 @@ def group_references(doc: dict[str, Any]) -> list[str]:
     """Ids of the workflows this workflow uses as NodeGroups, in first-use order."""
     seen: dict[str, None] = {}
     for node in doc.get("nodes") or ():
-        ref = _group_target(node)
+        ref = group_target(node)
         if ref is not None:
             seen.setdefault(ref, None)
     return list(seen)
-
-
-def normalise_references(doc: dict[str, Any]) -> None:
-    """Make ``referencedWorkflows`` agree with the NodeGroup nodes (in place).
-
-    The client's order is kept when it names the same set, so a consistent document is stored
-    byte-for-byte as sent.
-    """
-    derived = group_references(doc)
-    sent = doc.get("referencedWorkflows")
-    if isinstance(sent, list) and len(sent) == len(derived) and set(sent) == set(derived):
-        return
-    doc["referencedWorkflows"] = derived
-
-
-def _slot_key(handle: Any) -> str | None:
-    """A handle's slot key: multi-input sub-handles ``key__n`` belong to ``key``."""
-    if not isinstance(handle, str) or not handle:
-        return None
-    base, sep, index = handle.rpartition("__")
-    return base if sep and base and index.isdigit() else handle
-
-
-def apply_group_interface(
-    doc: dict[str, Any],
-    workflow_id: str,
-    inputs: dict[str, Any],
-    outputs: dict[str, Any],
-    *,
-    now: str,
-) -> dict[str, Any]:
-    """``doc`` brought in line with the current interface of the workflow ``workflow_id`` it embeds.
-
-    The node-group sync rule (docs/projects.md):
-
-    1. ``referencedWorkflows`` lists every workflow the NodeGroup nodes embed;
-    2. a NodeGroup node embedding ``workflow_id`` that carries an interface snapshot
-       (``data.groupInterface``) gets ``{"inputs": inputs, "outputs": outputs}``;
-    3. edges into such a node through an input slot the workflow no longer has, or out of it
-       through a missing output slot, are removed (as the editor does when a group's interface
-       changes), together with their ids in ``inputConnectionOrders`` and the node's own
-       ``inputValues``/``inputConnectionOrders`` entries for removed inputs;
-    4. ``updatedAt`` becomes ``now`` if anything changed.
-
-    Returns ``doc`` itself when nothing changed, else a changed deep copy.
-    """
-    out = copy.deepcopy(doc)
-    group_ids: set[str] = set()
-    for node in out.get("nodes") or ():
-        if _group_target(node) != workflow_id:
-            continue
-        group_ids.add(node["id"])
-        data = node.get("data")
-        if isinstance(data, dict) and "groupInterface" in data:
-            data["groupInterface"] = {"inputs": copy.deepcopy(inputs), "outputs": copy.deepcopy(outputs)}
-        for key in ("inputValues", "inputConnectionOrders"):
-            values = node.get(key)
-            if isinstance(values, dict):
-                for slot in [s for s in values if s not in inputs]:
-                    del values[slot]
-
-    removed: set[str] = set()
-    kept: list[Any] = []
-    for edge in out.get("edges") or ():
-        if isinstance(edge, dict):
-            into = edge.get("target") in group_ids and _slot_key(edge.get("targetHandle")) not in inputs
-            out_of = edge.get("source") in group_ids and _slot_key(edge.get("sourceHandle")) not in outputs
-            if into or out_of:
-                removed.add(str(edge.get("id")))
-                continue
-        kept.append(edge)
-    if removed:
-        out["edges"] = kept
-        for node in out.get("nodes") or ():
-            orders = node.get("inputConnectionOrders") if isinstance(node, dict) else None
-            if isinstance(orders, dict):
-                for slot, ids in orders.items():
-                    if isinstance(ids, list):
-                        orders[slot] = [i for i in ids if i not in removed]
-
-    normalise_references(out)
-    if out == doc:
-        return doc
-    out["updatedAt"] = now
-    return out
 
 
 def summarise_workflow(doc: Any) -> WorkflowSummary | None:

@@ -1,6 +1,6 @@
 """The HTTP side of the login-based auth modes (``local-password``, ``multi-user``): the login,
 logout and password-change responses and routes they share, over
-:class:`comfytavern.identity.AccountIdentity`.
+:class:`comfytavern_accounts.identity.AccountIdentity`.
 
 A small library both auth-mode plugins depend on (plugins never import each other), kept out of
 the kernel because only those modes answer logins.
@@ -15,9 +15,9 @@ from starlette.routing import BaseRoute
 
 from comfytavern.auth import Principal, current_principal
 from comfytavern.http import ApiError, json_response, read_json, route
-from comfytavern.identity import AccountIdentity, LoginRefused, check_new_password, refused
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import UserChanges, UserRecord
+from comfytavern_accounts.identity import AccountIdentity, LoginRefused, check_new_password, refused
 
 __all__ = [
     "Done",

@@ -22,9 +22,9 @@ from starlette.routing import BaseRoute
 from comfytavern import AuthMode, ConfigError, Principal, ServiceUse, hookimpl, uses
 from comfytavern.auth import AuthStatus, bearer_token, is_loopback
 from comfytavern.crypto import default_secret_dir, server_secrets
-from comfytavern.identity import AccountIdentity, AuthSettings
 from comfytavern.services import SECRETS
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
+from comfytavern_accounts.identity import AccountIdentity, AuthSettings
 
 DEFAULT_USER_ID = "default_user"
 DEFAULT_USERNAME = "本地用户"

@@ -24,7 +24,9 @@ from comfytavern import AuthMode, ServiceUse, hookimpl, uses
 from comfytavern.auth import AuthStatus, Principal, optional_principal
 from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, json_response, read_json, route
-from comfytavern.identity import (
+from comfytavern.services import SECRETS
+from comfytavern.storage.accounts import AccountConflict, AccountStore, UserRecord, iso_utc, utc_now
+from comfytavern_accounts.identity import (
     SESSION_SETTING_KEYS,
     AccountIdentity,
     AuthSettings,
@@ -33,8 +35,6 @@ from comfytavern.identity import (
     check_username,
     new_user_id,
 )
-from comfytavern.services import SECRETS
-from comfytavern.storage.accounts import AccountConflict, AccountStore, UserRecord, iso_utc, utc_now
 from comfytavern_login import LoginResult, UserSummary, login_response, refused, session_routes, summary
 
 MODE = "multi-user"

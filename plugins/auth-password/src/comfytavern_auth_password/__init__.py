@@ -21,15 +21,15 @@ from comfytavern import AuthMode, ServiceUse, hookimpl, uses
 from comfytavern.auth import AuthStatus, Principal
 from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, read_json, route
-from comfytavern.identity import (
+from comfytavern.services import SECRETS
+from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
+from comfytavern_accounts.identity import (
     SESSION_SETTING_KEYS,
     AccountIdentity,
     AuthSettings,
     LoginRefused,
     check_new_password,
 )
-from comfytavern.services import SECRETS
-from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
 from comfytavern_login import LoginResult, login_response, refused, session_routes
 
 MODE = "local-password"

@@ -2,7 +2,7 @@
 
 A script sends the interface input values only (``{"inputs": {...}}``); the server loads the
 caller's stored workflow, builds the execution payload the editor would have sent
-(:func:`comfytavern.engine.stored.stored_run_payload`), and queues it like ``POST /api/prompt``:
+(:func:`comfytavern_stored_runs.stored_run_payload`), and queues it like ``POST /api/prompt``:
 the answer is ``{promptId}``, or with ``?wait=`` the run record, whose ``interfaceOutputs`` are
 the result. Node groups inside expand on the server. Workflows are looked up in the caller's own
 projects only, so another user's workflow is a 404 like a missing one.
@@ -19,13 +19,13 @@ from starlette.routing import BaseRoute
 
 from comfytavern.auth import current_principal
 from comfytavern.engine import WorkflowInvalid
-from comfytavern.engine.stored import InterfaceInputError, stored_run_payload
 from comfytavern.http import ApiError, JsonTooDeep, decode_json, require_json_content_type, route, validation_details
 from comfytavern.safety import UnsafeName
 from comfytavern.storage import StorageNotConfigured
 from comfytavern.storage.projects import check_id
 from comfytavern_executions.common import PromptAccepted, seconds_param, submit_and_answer
 from comfytavern_executions.settings import ExecutionsSettings
+from comfytavern_stored_runs import InterfaceInputError, stored_run_payload
 
 __all__ = ["RunWorkflowBody", "workflow_routes"]
 

@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from comfytavern.auth import Principal
-from comfytavern.engine.stored import interface_slots
 from comfytavern.safety import UnsafeName
 from comfytavern.storage.projects import ProjectStore, ProjectStoreError, check_id
 from comfytavern_openai_api.errors import OpenAIError
 from comfytavern_openai_api.wire import ModelCard
+from comfytavern_stored_runs import interface_slots
 
 __all__ = ["INPUT_KEY", "OUTPUT_KEY", "is_chat_model", "list_models", "resolve_model"]
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from comfytavern.engine.stored import interface_slots
 from comfytavern_openai_api.catalog import INPUT_KEY
 from comfytavern_openai_api.errors import OpenAIError
 from comfytavern_openai_api.wire import ChatCompletionRequest, ChatMessage
+from comfytavern_stored_runs import interface_slots
 
 __all__ = ["MAPPED_FIELDS", "ROLES", "normalise_messages", "workflow_inputs"]
 

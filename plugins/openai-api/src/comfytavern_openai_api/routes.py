@@ -17,7 +17,6 @@ from starlette.routing import BaseRoute, Route
 
 from comfytavern.auth import Principal, optional_principal
 from comfytavern.engine import SchedulerClosed, WorkflowInvalid
-from comfytavern.engine.stored import InterfaceInputError, stored_run_payload
 from comfytavern.http import ApiError, RouteDoc, check_access, decode_json, require_json_content_type
 from comfytavern.services import SCHEDULER
 from comfytavern.storage import StorageNotConfigured
@@ -29,6 +28,7 @@ from comfytavern_openai_api.relay import RunFollower
 from comfytavern_openai_api.respond import Completion
 from comfytavern_openai_api.settings import OpenAIApiSettings
 from comfytavern_openai_api.wire import ChatCompletion, ChatCompletionRequest, ErrorEnvelope, ModelList
+from comfytavern_stored_runs import InterfaceInputError, stored_run_payload
 
 __all__ = ["openai_routes"]
 

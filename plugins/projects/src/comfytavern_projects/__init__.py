@@ -12,13 +12,11 @@ from starlette.routing import BaseRoute
 
 from comfytavern import hookimpl
 from comfytavern.storage.projects import (
-    ProjectCreate,
-    ProjectMetadata,
-    ProjectUpdate,
     WorkflowObject,
     WorkflowSummary,
 )
 
+from comfytavern_projects.documents import ProjectCreate, ProjectMetadata, ProjectUpdate
 from comfytavern_projects import library_api, projects_api, workflows_api
 from comfytavern_projects.routing import segment_route
 

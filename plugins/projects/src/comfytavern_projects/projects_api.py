@@ -16,13 +16,10 @@ from starlette.responses import Response
 from comfytavern import ApiError, __version__, json_response
 from comfytavern.storage.projects import (
     AlreadyExists,
-    ProjectCreate,
-    ProjectMetadata,
-    ProjectUpdate,
-    project_view,
     utc_now_iso,
 )
 
+from comfytavern_projects.documents import ProjectCreate, ProjectMetadata, ProjectUpdate, project_view
 from comfytavern_projects.common import body_name_id, owner_id, path_id, read_document, store_errors, store_of
 
 __all__ = ["create_project", "delete_project", "get_metadata", "list_projects", "update_project"]

@@ -21,7 +21,6 @@ from comfytavern.storage.projects import (
     ProjectStore,
     WorkflowNotFound,
     WorkflowObject,
-    normalise_references,
     normalise_timestamp,
     utc_now_iso,
 )
@@ -36,7 +35,7 @@ from comfytavern_projects.common import (
     store_errors,
     store_of,
 )
-from comfytavern_projects.groups import sync_group_users
+from comfytavern_projects.groups import normalise_references, sync_group_users
 
 __all__ = ["create_workflow", "delete_workflow", "get_workflow", "list_workflows", "update_workflow"]
 

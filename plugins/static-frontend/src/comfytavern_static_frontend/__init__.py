@@ -18,7 +18,7 @@ answers is served from that folder:
 The mount is flagged ``fallback = True`` so the kernel places it after every other route.
 
 With ``editor.dialect: "auto"`` the plugin also tells the kernel which editor it serves
-(``detect_editor_dialect``): :func:`comfytavern.dialect.recognise_build` reads the build's
+(``detect_editor_dialect``): :func:`comfytavern_static_frontend.recognise.recognise_build` reads the build's
 scripts for the auth-mode names only one era of the editor contains.
 """
 
@@ -37,8 +37,8 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
 from comfytavern import ConfigError, RouteDoc, hookimpl
-from comfytavern.dialect import recognise_build
 from comfytavern.http import error_response
+from comfytavern_static_frontend.recognise import recognise_build
 
 __all__ = ["FrontendSettings", "SpaFiles", "detect_editor_dialect", "frontend_route", "register_routes"]
 

@@ -9,11 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from comfytavern.auth import Principal, current_principal
-from comfytavern.crypto import new_service_key, service_key_digest
 from comfytavern.http import ApiError, json_response, read_json
-from comfytavern.identity import check_scope, scope_covers
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, ServiceKeyRecord, iso_utc, utc_now
+from comfytavern_accounts.identity import check_scope, scope_covers
+from comfytavern_accounts.passwords import new_service_key, service_key_digest
 from comfytavern_users.service import Accounts
 from comfytavern_users.wire import ServiceKeyCreate, ServiceKeyList, ServiceKeyWithSecret, key_meta
 

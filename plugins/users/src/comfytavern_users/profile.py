@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 from comfytavern.auth import current_principal
 from comfytavern.http import ApiError, json_response, read_json
-from comfytavern.identity import check_username
 from comfytavern.safety import UnsafeName
 from comfytavern.storage.accounts import AccountConflict, UserChanges
+from comfytavern_accounts.identity import check_username
 from comfytavern_users.avatars import (
     AvatarRejected,
     avatar_path,

@@ -15,6 +15,10 @@ The given inputs are checked first: a key the interface does not have, a require
 value and no default, and a value of the wrong JSON type for a typed slot are reported together
 (:class:`InterfaceInputError`), so nothing is queued for a call that cannot be right. A ``null``
 value counts as not given.
+
+The library ``comfytavern-stored-runs`` (``libs/stored-runs``), which the executions plugin
+(``POST /api/workflows/.../run``) and the openai-api plugin depend on; the node-group expansion it
+builds on (:func:`comfytavern.engine.groups.stored_to_payload`) is the kernel's.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from comfytavern.engine.groups import GROUP_OUTPUT_TYPE, _stored_to_payload
+from comfytavern.engine.groups import GROUP_OUTPUT_TYPE, stored_to_payload
 from comfytavern.engine.payload import ExecutionPayload, OutputMapping
 
 __all__ = [
@@ -162,7 +166,7 @@ def stored_run_payload(
     values = check_inputs(doc, inputs)
     slots_in, slots_out = interface_slots(doc)
     clean = {**doc, "interfaceInputs": slots_in, "interfaceOutputs": slots_out}
-    base = _stored_to_payload(clean, None, workflow_id)  # type: ignore[arg-type]
+    base = stored_to_payload(clean, None, workflow_id)  # type: ignore[arg-type]
     interface_inputs: dict[str, dict[str, Any]] = {}
     for key, slot in base.interface_inputs.items():
         slot = copy.deepcopy(slot)

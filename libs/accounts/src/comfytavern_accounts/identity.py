@@ -10,7 +10,7 @@ Auth-mode plugins compose :class:`AccountIdentity` instead of re-implementing se
 - the session cookie (``HttpOnly``, ``SameSite``, ``Secure`` on request) holds a random token whose
   SHA-256 names a server-side session with idle and absolute limits;
 - :meth:`AccountIdentity.check_password` verifies a password behind a
-  :class:`~comfytavern.throttle.LoginThrottle` (the attempt is charged before the slow check) and
+  :class:`~comfytavern_accounts.throttle.LoginThrottle` (the attempt is charged before the slow check) and
   with a dummy hash for unknown accounts; :meth:`AccountIdentity.start_session` always issues a new
   session id and drops the one the browser presented (no session fixation).
 """
@@ -32,20 +32,20 @@ from starlette.responses import Response
 
 from comfytavern.auth import Principal, bearer_token, is_loopback
 from comfytavern.config import ConfigError
-from comfytavern.crypto import (
+from comfytavern.crypto import ServerSecrets
+from comfytavern.proxies import forwarded_untrusted
+from comfytavern.responses import ApiError
+from comfytavern.revocation import Revocation, Revocations
+from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
+from comfytavern_accounts.passwords import (
     PasswordHasher,
     PasswordHasherBusy,
-    ServerSecrets,
     new_session_token,
     parse_service_key,
     service_key_digest,
     session_digest,
 )
-from comfytavern.proxies import forwarded_untrusted
-from comfytavern.responses import ApiError
-from comfytavern.revocation import Revocation, Revocations
-from comfytavern.storage.accounts import AccountStore, SessionRecord, UserChanges, UserRecord, utc_now
-from comfytavern.throttle import LoginThrottle, ThrottleBusy, Throttled
+from comfytavern_accounts.throttle import LoginThrottle, ThrottleBusy, Throttled
 
 __all__ = [
     "SESSION_SETTING_KEYS",
@@ -61,7 +61,7 @@ __all__ = [
     "scope_covers",
 ]
 
-log = logging.getLogger("comfytavern.identity")
+log = logging.getLogger("comfytavern_accounts.identity")
 
 USERNAME_MAX = 50
 _TOUCH_INTERVAL = timedelta(seconds=60)
@@ -82,7 +82,7 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     #: Failed logins allowed per client address (all accounts) within the window (then 429).
     login_max_failures_per_ip: int = 20
     #: Failed logins per account (all addresses) within the window after which every attempt at
-    #: the account is slowed by ``login_slowdown_seconds`` (never refused: see comfytavern.throttle).
+    #: the account is slowed by ``login_slowdown_seconds`` (never refused: see comfytavern_accounts.throttle).
     login_max_failures_per_account: int = 100
     login_slowdown_seconds: float = 2.0
     login_window_seconds: int = 900
@@ -305,7 +305,7 @@ class AccountIdentity:
         """The user if ``password`` is theirs; raises :class:`LoginRefused` (401/429/503) otherwise.
 
         The throttle admits the attempt before the (slow) check and counts it when it ends, so
-        parallel guesses cannot all slip under the limit (see :mod:`comfytavern.throttle`). An
+        parallel guesses cannot all slip under the limit (see :mod:`comfytavern_accounts.throttle`). An
         outdated stored hash is replaced after a success.
         """
         ip = conn.client.host if conn.client else "unknown"

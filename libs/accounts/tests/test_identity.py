@@ -1,4 +1,4 @@
-"""comfytavern.identity and the Origin rules of comfytavern.auth (the parts without HTTP; the
+"""comfytavern_accounts.identity and the Origin rules of comfytavern.auth (the parts without HTTP; the
 throttle is in test_throttle.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from comfytavern.auth import is_loopback, origin_allowed
 from comfytavern.config import ConfigError
-from comfytavern.identity import (
+from comfytavern_accounts.identity import (
     AuthSettings,
     check_new_password,
     check_scope,
@@ -118,9 +118,9 @@ def test_settings_validation_names_the_key() -> None:
 @pytest.mark.anyio
 async def test_hash_password_with_a_full_queue_is_a_503_with_retry_after() -> None:
     """A new password hash that cannot get a turn answers 503 (not a NameError 500)."""
-    from comfytavern.crypto import PasswordHasherBusy
     from comfytavern.http import ApiError
-    from comfytavern.identity import AccountIdentity
+    from comfytavern_accounts.identity import AccountIdentity
+    from comfytavern_accounts.passwords import PasswordHasherBusy
 
     class BusyHasher:
         async def hash(self, password: str) -> str:

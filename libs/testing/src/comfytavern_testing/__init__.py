@@ -1,8 +1,11 @@
 """Helpers for testing plugins and node packs (no global state, real app, lifespans run).
 
+The library ``comfytavern-testing`` (``libs/testing``; the kernel's ``testing`` extra pulls it in),
+kept out of the kernel so the server itself ships no test code.
+
 ::
 
-    from comfytavern.testing import make_kernel, client_for
+    from comfytavern_testing import make_kernel, client_for
 
     def test_hello(tmp_path):
         kernel = make_kernel(tmp_path, plugins=[MyPlugin()])
@@ -35,7 +38,6 @@ __all__ = [
     "HEADER_AUTH_MODE",
     "NO_STORAGE",
     "client_for",
-    "frozen_password_hashing",
     "header_auth_plugin",
     "live_server",
     "make_config",
@@ -191,33 +193,6 @@ def live_server(target: Any, *, host: str = "127.0.0.1", timeout: float = 30.0) 
         thread.join(timeout=timeout)
 
 
-@contextmanager
-def frozen_password_hashing(*, at_most: float = 20.0) -> Iterator[Any]:
-    """Fault injection: while inside, every Argon2id derivation in the process blocks, as one
-    that never returns would. Leaving (or ``at_most`` seconds, whichever comes first, so a test of
-    code that would hang still ends) lets them go; the yielded function lets them go early."""
-    from comfytavern import crypto
-
-    crypto._ARGON2_LOCK.acquire()
-    released = threading.Event()
-    guard = threading.Lock()
-
-    def release() -> None:
-        with guard:
-            if not released.is_set():
-                released.set()
-                crypto._ARGON2_LOCK.release()
-
-    timer = threading.Timer(at_most, release)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield release
-    finally:
-        timer.cancel()
-        release()
-
-
 #: Environment variable naming the seed-era editor build (``dist`` folder) for the tests.
 SEED_FRONTEND_ENV = "CT_SEED_FRONTEND"
 _SEED_FRONTEND = Path("shared") / "frontends" / "comfytavern-2025-06" / "dist"
@@ -230,7 +205,7 @@ def seed_frontend_dist() -> Path | None:
     if configured:
         path = Path(configured)
         return path if (path / "index.html").is_file() else None
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]  # libs/testing/src/comfytavern_testing/__init__.py
     for base in (root.parent, root.parent.parent):
         if (base / _SEED_FRONTEND / "index.html").is_file():
             return base / _SEED_FRONTEND

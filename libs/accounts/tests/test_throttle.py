@@ -1,4 +1,4 @@
-"""comfytavern.throttle: hard limits per account+address and per address, a soft one per account,
+"""comfytavern_accounts.throttle: hard limits per account+address and per address, a soft one per account,
 and admission that holds under parallel attempts."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections import Counter
 import anyio
 import pytest
 
-from comfytavern.throttle import Attempt, LoginThrottle, ThrottleBusy, Throttled
+from comfytavern_accounts.throttle import Attempt, LoginThrottle, ThrottleBusy, Throttled
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from comfytavern.engine import WorkflowInvalid
-from comfytavern.engine.stored import InterfaceInputError, check_inputs, interface_slots, slot_is_stream, stored_run_payload
+from comfytavern_stored_runs import InterfaceInputError, check_inputs, interface_slots, slot_is_stream, stored_run_payload
 
 
 def doc(**extra: Any) -> dict[str, Any]:
