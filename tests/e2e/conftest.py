@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from comfytavern_testing import SEED_FRONTEND_ENV, seed_frontend_dist
+from comfytavern_testing import SEED_FRONTEND_ENV, fake_openai, seed_frontend_dist
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -64,7 +64,6 @@ def _load(name: str, path: Path) -> ModuleType:
 
 
 netns = _load("comfytavern_e2e_netns", HERE / "netns.py")
-fake_openai = _load("comfytavern_e2e_fake_openai", ROOT / "node_packs" / "llm" / "tests" / "fake_openai.py")
 
 
 def _skip_reason() -> str | None:

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from comfytavern import Node, NodeContext, Outputs, Principal
-from comfytavern_testing import config_services, make_config
+from comfytavern_testing import config_services, fake_openai, make_config
 
-_HERE = Path(__file__).resolve().parent
-
-
-def _load(name: str, file: str) -> Any:
-    """Import a helper module of this folder by path (tests run in importlib mode)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _HERE / file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+# The fake server's fixtures, for this folder's tests.
+fake_server = fake_openai.fake_server
+fake = fake_openai.fake
 
 
-fake_openai = _load("llm_fake_openai", "fake_openai.py")
+
+
 
 #: Settings that keep failure tests fast: short timeouts, tiny backoff.
 FAST = {
@@ -43,22 +32,6 @@ FAST = {
 def anyio_backend() -> str:
     return "asyncio"
 
-
-@pytest.fixture(scope="session")
-def fake_server() -> Iterator[Any]:
-    server = fake_openai.FakeOpenAI().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: Any) -> Iterator[Any]:
-    """The running fake OpenAI server, with its records cleared for this test."""
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
 
 
 CredentialFn = Callable[[str, str], Awaitable[str | None]]

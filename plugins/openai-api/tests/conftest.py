@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,40 +16,18 @@ import httpx
 import pytest
 
 from comfytavern.kernel import Kernel
-from comfytavern_testing import live_server, make_kernel
+from comfytavern_testing import fake_openai, live_server, make_kernel
+
+# The fake server's fixtures, for this folder's tests.
+fake_server = fake_openai.fake_server
+fake = fake_openai.fake
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "docs" / "examples" / "openai-chat-model" / "chat-model.json"
 
 
-def _load(name: str, path: Path) -> Any:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-fake_openai = _load("llm_fake_openai", ROOT / "node_packs" / "llm" / "tests" / "fake_openai.py")
-
-
-@pytest.fixture(scope="session")
-def fake_server() -> Iterator[Any]:
-    server = fake_openai.FakeOpenAI().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def fake(fake_server: Any) -> Iterator[Any]:
-    fake_server.reset()
-    yield fake_server
-    fake_server.reset()
 
 
 def chat_workflow(base_url: str, model: str, **changes: Any) -> dict[str, Any]:

@@ -30,8 +30,11 @@ Streaming answers send ``: keep-alive`` comment lines, ``data:`` chunks, a usage
 client disconnect before the response finished, with its time, so tests can assert that an
 interrupt really closed the upstream connection.
 
-Run it by hand for the editor: ``python node_packs/llm/tests/fake_openai.py --port 3299``, then
+Run it by hand for the editor: ``python -m comfytavern_testing.fake_openai --port 3299``, then
 point an ``APISettings`` node at ``http://127.0.0.1:3299/v1`` (local single-user mode).
+
+Test folders get the server through the pytest fixtures :func:`fake_server` (one per session)
+and :func:`fake` (records cleared around each test): import both into the folder's conftest.
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ import re
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -54,7 +58,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["FakeOpenAI", "RecordedRequest"]
+__all__ = ["FakeOpenAI", "RecordedRequest", "fake", "fake_server"]
 
 MAX_STALL_SECONDS = 30.0
 
@@ -371,6 +375,23 @@ def _completion(model: str, text: str, reasoning: str = "") -> dict[str, Any]:
 def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeOpenAI]:
+    """The fake server, started once per test session (per conftest that imports it)."""
+    server = FakeOpenAI().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake(fake_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """The running fake OpenAI server, with its records cleared for this test."""
+    fake_server.reset()
+    yield fake_server
+    fake_server.reset()
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the fake OpenAI-compatible endpoint on loopback.")
