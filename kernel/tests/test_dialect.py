@@ -16,19 +16,9 @@ import comfytavern_testnodes as testnodes
 from comfytavern.cli import main as cli_main
 from comfytavern.config import ConfigError, load_config
 from comfytavern.dialect import LATER, SEED, SYNTHETIC_FINISH, Dialect
-from comfytavern_testing import client_for, make_kernel, seed_frontend_dist
+from comfytavern_testing import client_for, editor_build, make_kernel, seed_frontend_dist
 
 SEED_DIST = seed_frontend_dist()
-
-
-def _build(root: Path, script: str, *, name: str = "index-abc.js") -> Path:
-    dist = root / "dist"
-    (dist / "assets").mkdir(parents=True)
-    (dist / "index.html").write_text(
-        f'<!doctype html><script type="module" crossorigin src="/assets/{name}"></script>', encoding="utf-8"
-    )
-    (dist / "assets" / name).write_text(script, encoding="utf-8")
-    return dist
 
 
 def _kernel(tmp_path: Path, dist: Path | None = None, **overrides: Any) -> Any:
@@ -63,8 +53,8 @@ def test_check_config_reports_an_unknown_dialect(tmp_path: Path, capsys: pytest.
 
 
 def test_auto_picks_the_served_build_and_explicit_values_win(tmp_path: Path) -> None:
-    seed = _build(tmp_path / "seed", '"LocalNoPassword"')
-    later = _build(tmp_path / "later", '"SingleUser"')
+    seed = editor_build(tmp_path / "seed", '"LocalNoPassword"')
+    later = editor_build(tmp_path / "later", '"SingleUser"')
     assert _kernel(tmp_path / "k1", seed).dialect.name == SEED
     assert _kernel(tmp_path / "k2", later).dialect.name == LATER
     assert _kernel(tmp_path / "k3").dialect.name == LATER  # no frontend served

@@ -8,19 +8,9 @@ import pytest
 
 from comfytavern.dialect import LATER, SEED
 from comfytavern_static_frontend.recognise import recognise_build
-from comfytavern_testing import seed_frontend_dist
+from comfytavern_testing import editor_build, seed_frontend_dist
 
 SEED_DIST = seed_frontend_dist()
-
-
-def _build(root: Path, script: str, *, name: str = "index-abc.js") -> Path:
-    dist = root / "dist"
-    (dist / "assets").mkdir(parents=True)
-    (dist / "index.html").write_text(
-        f'<!doctype html><script type="module" crossorigin src="/assets/{name}"></script>', encoding="utf-8"
-    )
-    (dist / "assets" / name).write_text(script, encoding="utf-8")
-    return dist
 
 
 @pytest.mark.skipif(SEED_DIST is None, reason="no seed-era editor build (set CT_SEED_FRONTEND to its dist folder)")
@@ -29,11 +19,11 @@ def test_the_real_seed_build_is_recognised() -> None:
 
 
 def test_recognise_build_reads_the_auth_mode_names(tmp_path: Path) -> None:
-    assert recognise_build(_build(tmp_path / "a", 'if(m==="LocalNoPassword")open()')) == SEED
-    assert recognise_build(_build(tmp_path / "b", 'const modes=["SingleUser","MultiUser"]')) == LATER
-    assert recognise_build(_build(tmp_path / "c", "console.log(1)")) is None
+    assert recognise_build(editor_build(tmp_path / "a", 'if(m==="LocalNoPassword")open()')) == SEED
+    assert recognise_build(editor_build(tmp_path / "b", 'const modes=["SingleUser","MultiUser"]')) == LATER
+    assert recognise_build(editor_build(tmp_path / "c", "console.log(1)")) is None
     # The marker may live in a lazily loaded chunk rather than the entry module.
-    dist = _build(tmp_path / "d", "import('./chunk.js')")
+    dist = editor_build(tmp_path / "d", "import('./chunk.js')")
     (dist / "assets" / "chunk.js").write_text('x="LocalNoPassword"', encoding="utf-8")
     assert recognise_build(dist) == SEED
 

@@ -44,6 +44,7 @@ __all__ = [
     "make_dist",
     "make_kernel",
     "on_path",
+    "editor_build",
     "seed_frontend_dist",
 ]
 
@@ -196,6 +197,18 @@ def live_server(target: Any, *, host: str = "127.0.0.1", timeout: float = 30.0) 
 #: Environment variable naming the seed-era editor build (``dist`` folder) for the tests.
 SEED_FRONTEND_ENV = "CT_SEED_FRONTEND"
 _SEED_FRONTEND = Path("shared") / "frontends" / "comfytavern-2025-06" / "dist"
+
+
+def editor_build(root: Path, script: str, *, name: str = "index-abc.js") -> Path:
+    """A minimal editor build under ``root/dist``: an ``index.html`` loading one module script
+    with ``script`` as its text (what build recognition reads); returns the ``dist`` folder."""
+    dist = root / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text(
+        f'<!doctype html><script type="module" crossorigin src="/assets/{name}"></script>', encoding="utf-8"
+    )
+    (dist / "assets" / name).write_text(script, encoding="utf-8")
+    return dist
 
 
 def seed_frontend_dist() -> Path | None:
