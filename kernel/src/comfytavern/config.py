@@ -32,6 +32,7 @@ __all__ = [
     "PluginsConfig",
     "ServerConfig",
     "StorageConfig",
+    "deep_merge",
     "load_config",
 ]
 
@@ -215,11 +216,12 @@ def _validate_semantics(cfg: Config) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, nested mappings merged key by key (a new dict)."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -303,9 +305,9 @@ def load_config(
             raise ConfigError(f"{file}: configuration file not found")
         base_dir = file.resolve().parent
     data.pop("$schema", None)
-    data = _deep_merge(data, env_overrides(os.environ if environ is None else environ))
+    data = deep_merge(data, env_overrides(os.environ if environ is None else environ))
     if overrides:
-        data = _deep_merge(data, overrides)
+        data = deep_merge(data, overrides)
     data.setdefault("base_dir", str(base_dir))
     try:
         cfg = msgspec.convert(data, Config)

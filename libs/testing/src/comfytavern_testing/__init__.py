@@ -29,7 +29,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from comfytavern.app import create_app
-from comfytavern.config import Config, load_config
+from comfytavern.config import Config, deep_merge, load_config
 from comfytavern.kernel import Kernel
 from comfytavern.services import CONFIG, Services
 
@@ -51,15 +51,6 @@ __all__ = [
 #: Storage left unconfigured, for tests that need no storage plugin.
 NO_STORAGE: dict[str, Any] = {"projects": None, "accounts": None, "runs": None}
 
-
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 #: The auth mode name registered by :func:`header_auth_plugin`.
@@ -115,7 +106,7 @@ def header_auth_plugin(
 def make_config(data_dir: Path, **overrides: Any) -> Config:
     """A configuration rooted in ``data_dir`` that ignores the process environment."""
     base: dict[str, Any] = {"data": {"root": str(data_dir)}, "nodes": {"custom_paths": []}}
-    return load_config(None, environ={}, overrides=_merge(base, overrides))
+    return load_config(None, environ={}, overrides=deep_merge(base, overrides))
 
 
 def config_services(config: Config) -> Services:
