@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 from comfytavern import (
     AuthMode,
     CliCommand,
+    HttpMiddleware,
     HubEvent,
     Output,
     Principal,
@@ -306,12 +307,58 @@ def test_hook_detect_editor_dialect(tmp_path: Path) -> None:
     class Unknown:
         @hookimpl
         def detect_editor_dialect(self, kernel: Any) -> str | None:
-            return "1999"  # ignored with a warning
+            return None
 
     kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Unknown(), Recognises()])
-    assert (kernel.dialect.name, kernel.dialect.reason) == ("seed-2025-06", "auto: recognised by plugin Recognises")
-    explicit = make_kernel(tmp_path, storage=NO_STORAGE, plugins=[Recognises()], editor={"dialect": "2025-10"})
-    assert explicit.dialect.name == "2025-10"
+    answers = [(info.name, found) for info, found in kernel.call_each("detect_editor_dialect", kernel=kernel)]
+    # Each answer attributed to its plugin, in load order (static-frontend serves nothing here).
+    assert [a for a in answers if a[0] != "static-frontend"] == [("Unknown", None), ("Recognises", "seed-2025-06")]
+
+
+def test_hook_register_middleware(tmp_path: Path) -> None:
+    entered: list[str] = []
+
+    def recorder(label: str) -> Any:
+        class Recorder:
+            def __init__(self, app: Any, *, tag: str) -> None:
+                self.app, self.tag = app, tag
+
+            async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+                if scope["type"] == "http":
+                    entered.append(f"{label}:{self.tag}")
+                await self.app(scope, receive, send)
+
+        return Recorder
+
+    class Outer:
+        @hookimpl
+        def register_middleware(self, kernel: Any) -> list[HttpMiddleware]:
+            return [HttpMiddleware(recorder("outer"), {"tag": "a"}, layer="outer")]
+
+    class Inner:
+        @hookimpl
+        def register_middleware(self, kernel: Any) -> list[HttpMiddleware]:
+            return [
+                HttpMiddleware(recorder("inner"), {"tag": "b"}),
+                HttpMiddleware(recorder("outer"), {"tag": "c"}, layer="outer"),
+            ]
+
+    class Broken:
+        @hookimpl
+        def register_middleware(self, kernel: Any) -> list[Any]:
+            return ["not a middleware"]
+
+    plugins = [Outer(), Inner(), Broken()]
+    kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=plugins)
+    with client_for(kernel) as client:
+        assert client.get("/healthz").status_code == 200
+        assert entered == ["outer:a", "outer:c", "inner:b"]  # load order within a layer
+        entered.clear()
+        # Refused by the host check (before auth): only the outer layer sees it.
+        assert client.get("/healthz", headers={"host": "evil.example"}).status_code == 400
+        assert entered == ["outer:a", "outer:c"]
+    status = {row["name"]: row["status"] for row in kernel.plugin_rows()}
+    assert (status["Outer"], status["Inner"], status["Broken"]) == ("loaded", "loaded", "error")
 
 
 def test_hook_on_execution_event(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from comfytavern.nodes.definition import (
     Outputs,
     node,
 )
-from comfytavern.records import AuthMode, CliCommand, StorageBackend
+from comfytavern.records import AuthMode, CliCommand, HttpMiddleware, StorageBackend
 from comfytavern.services import MissingService, ServiceKey, Services, ServiceUse, provides, requires, uses
 from comfytavern.version import HOOK_API_VERSION, __version__
 
@@ -36,6 +36,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "EventHub",
+    "HttpMiddleware",
     "HubEvent",
     "Input",
     "InputAction",

@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.auth import AuthMiddleware
-from comfytavern.dialect import DialectMiddleware
 from comfytavern.hosts import HostCheckMiddleware, effective_allowed_hosts
 from comfytavern.http import ApiError, error_response, json_response, route
 from comfytavern.kernel import Kernel
@@ -178,11 +177,15 @@ def create_app(kernel: Kernel) -> Starlette:
                     tg.cancel_scope.cancel()
 
     metrics_for(kernel)
+    plugin_middleware = kernel.plugin_middleware()
+    outer = [Middleware(m.cls, **m.options) for m in plugin_middleware["outer"]]
+    inner = [Middleware(m.cls, **m.options) for m in plugin_middleware["inner"]]
     middleware = [
         # Outermost first: the client address (forwarded only by trusted proxies) for everything
         # below, then request id + access log, then metrics, so both see every response.
         Middleware(TrustedProxyMiddleware, trusted=cfg.server.trusted_proxies),
         Middleware(RequestContextMiddleware),
+        *outer,
         Middleware(MetricsMiddleware, metrics_getter=lambda: metrics_for(kernel)),
         Middleware(HostCheckMiddleware, allowed=effective_allowed_hosts(cfg)),
         Middleware(BodyLimitMiddleware, max_bytes=cfg.server.max_body_bytes),
@@ -196,8 +199,8 @@ def create_app(kernel: Kernel) -> Starlette:
             max_age=600,
         ),
         Middleware(AuthMiddleware, backend_getter=lambda: kernel.auth),
-        # Innermost: the editor dialect's body translations (a pass-through in the native one).
-        Middleware(DialectMiddleware, dialect_getter=lambda: kernel.dialect),
+        # Innermost: plugins' middleware that sees only what auth let through (body translations).
+        *inner,
     ]
     routes = kernel_routes(kernel) + kernel.plugin_routes()
     app = Starlette(

@@ -142,9 +142,12 @@ class LoggingConfig(_Section):
     format: Literal["auto", "json", "text"] = "auto"
 
 
+#: Valid ``editor.dialect`` values (the editor-dialect plugin applies them; docs/configuration.md).
+EDITOR_DIALECTS = ("auto", "2025-10", "seed-2025-06")
+
+
 class EditorConfig(_Section):
-    #: Wire dialect spoken to the editor: ``auto`` (recognise the build the static-frontend plugin
-    #: serves), or one of :data:`comfytavern.dialect.DIALECTS` (see docs/configuration.md).
+    #: Wire dialect spoken to the editor: ``auto`` (recognise the served build) or a dialect name.
     dialect: str = "auto"
 
 
@@ -202,11 +205,9 @@ def _validate_semantics(cfg: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    from comfytavern.dialect import CHOICES  # the dialect module owns the names
-
-    if cfg.editor.dialect not in CHOICES:
+    if cfg.editor.dialect not in EDITOR_DIALECTS:
         raise ConfigError(
-            f"$.editor.dialect: unknown editor dialect {cfg.editor.dialect!r}; valid: {', '.join(CHOICES)}"
+            f"$.editor.dialect: unknown editor dialect {cfg.editor.dialect!r}; valid: {', '.join(EDITOR_DIALECTS)}"
         )
     from comfytavern.proxies import check_trusted_proxies
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from comfytavern.events import HubEvent
     from comfytavern.kernel import Kernel
     from comfytavern.nodes.definition import Node
-    from comfytavern.records import AuthMode, CliCommand, StorageBackend
+    from comfytavern.records import AuthMode, CliCommand, HttpMiddleware, StorageBackend
     from comfytavern.services import ServiceUse
 
 PROJECT_NAME = "comfytavern"
@@ -45,6 +45,19 @@ def register_routes(kernel: Kernel) -> Sequence[BaseRoute]:
             async def hello(request):
                 return json_response({"hello": "world"})
             return [route("/api/hello", hello, summary="Say hello", auth="public")]
+    """
+
+
+@hookspec
+def register_middleware(kernel: Kernel) -> Sequence[HttpMiddleware]:
+    """Return ASGI middleware to wrap around every route (see :class:`comfytavern.HttpMiddleware`).
+
+    Called once when the app is built; ``layer`` says where among the kernel's own middleware it
+    runs (``outer``: sees every request; ``inner``: after auth)::
+
+        @hookimpl
+        def register_middleware(kernel):
+            return [HttpMiddleware(ServerTimingMiddleware, {"label": "app"}, layer="outer")]
     """
 
 
@@ -139,7 +152,7 @@ def detect_editor_dialect(kernel: Kernel) -> str | None:
     """Name the editor dialect of the editor build this plugin serves, or ``None`` if unknown.
 
     Consulted once at start-up when ``editor.dialect`` is ``auto`` (the static-frontend plugin
-    implements it). Return a name from ``comfytavern.dialect.DIALECTS``::
+    implements it; the editor-dialect plugin asks). Return ``"2025-10"`` or ``"seed-2025-06"``::
 
         @hookimpl
         def detect_editor_dialect(kernel):

@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from comfytavern.auth import AuthBackend
 from comfytavern.config import Config, ConfigError
-from comfytavern.dialect import Dialect, resolve_dialect
 from comfytavern.events import EventHub
 from comfytavern.nodes.registry import NodeRegistry, RegistryHolder
 from comfytavern.nodes.reload import NodeReloadError, NodeSources, ReloadReport, collect_contributions
@@ -29,7 +28,7 @@ from comfytavern.plugin_manager import (
     PluginInfo,
     PluginLoader,
 )
-from comfytavern.records import STORAGE_KINDS, AuthMode, CliCommand, StorageBackend
+from comfytavern.records import STORAGE_KINDS, AuthMode, CliCommand, HttpMiddleware, MiddlewareLayer, StorageBackend
 from comfytavern.revocation import Revocations
 from comfytavern.services import CONFIG, HUB, KERNEL_SERVICES, REVOCATIONS, SCHEDULER, ServiceCatalog, Services
 from comfytavern.storage import StorageSet
@@ -103,9 +102,6 @@ class Kernel:
             self.reload_nodes()
         except NodeReloadError as exc:  # only in strict mode: a pack failed to load
             raise StartupError(f"node packs: {exc}") from exc
-        #: The editor wire dialect (``editor.dialect``, or what ``auto`` recognised).
-        self.dialect: Dialect = resolve_dialect(self)
-        log.info("editor dialect %s (%s)", self.dialect.name, self.dialect.reason)
 
     # -- plugins ---------------------------------------------------------------------------
     @property
@@ -283,6 +279,19 @@ class Kernel:
             for item in self.auth.routes():
                 claim(item, f"auth mode {self.config.auth.mode!r}")
         return sorted(routes, key=_fallback_rank)  # stable: same rank keeps registration order
+
+    def plugin_middleware(self) -> dict[MiddlewareLayer, list[HttpMiddleware]]:
+        """Every plugin's middleware by layer, in plugin load order (the first is outermost)."""
+        out: dict[MiddlewareLayer, list[HttpMiddleware]] = {"outer": [], "inner": []}
+        for info, items in self.call_each("register_middleware", kernel=self):
+            items = list(items or ())
+            bad = [i for i in items if not isinstance(i, HttpMiddleware) or i.layer not in out]
+            if bad:  # none of this plugin's middleware: half a set could do more harm than none
+                self.loader.fail(info.name, PluginError(f"register_middleware returned {bad[0]!r}"))
+                continue
+            for item in items:
+                out[item.layer].append(item)
+        return out
 
     def commands(self) -> list[CliCommand]:
         out: list[CliCommand] = []

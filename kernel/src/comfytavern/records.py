@@ -15,9 +15,10 @@ if TYPE_CHECKING:
     from comfytavern.auth import AuthBackend
     from comfytavern.kernel import Kernel
 
-__all__ = ["AuthMode", "CliCommand", "StorageBackend", "StorageKind", "STORAGE_KINDS"]
+__all__ = ["AuthMode", "CliCommand", "HttpMiddleware", "MiddlewareLayer", "StorageBackend", "StorageKind", "STORAGE_KINDS"]
 
 StorageKind = Literal["projects", "accounts", "runs"]
+MiddlewareLayer = Literal["outer", "inner"]
 STORAGE_KINDS: tuple[StorageKind, ...] = ("projects", "accounts", "runs")
 
 
@@ -62,3 +63,19 @@ class CliCommand:
     help: str
     run: Callable[[Kernel, argparse.Namespace], int | Awaitable[int]]
     configure: Callable[[argparse.ArgumentParser], None] = field(default=lambda parser: None)
+
+
+@dataclass(frozen=True)
+class HttpMiddleware:
+    """An ASGI middleware a plugin wraps around every route, built as ``cls(app, **options)``.
+
+    ``layer`` places it among the kernel's own: ``outer`` runs just inside the request context
+    (request id, client address), before the host check, body limit, CORS and auth, so it sees
+    every request and every response, refused ones included (metrics); ``inner`` runs after auth,
+    next to the routes, and sees only requests auth let through and bodies as routes produced them
+    (body translations). Within a layer, plugins wrap in load order (the first is outermost).
+    """
+
+    cls: Callable[..., Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    layer: MiddlewareLayer = "inner"

@@ -43,6 +43,7 @@ __all__ = [
     "SCHEDULER",
     "SECRETS",
     "UVICORN_SERVER",
+    "WS_EVENT_TRANSLATOR",
     "CharacterCatalog",
     "CredentialResolver",
     "MissingService",
@@ -50,6 +51,7 @@ __all__ = [
     "ServiceKey",
     "ServiceUse",
     "Services",
+    "WsEventTranslator",
     "provides",
     "requires",
     "uses",
@@ -176,6 +178,11 @@ CHARACTERS: ServiceKey[CharacterCatalog] = ServiceKey("characters", "the per-use
 RESTART: ServiceKey[RestartController] = ServiceKey("restart", "restarts the serving process (comfytavern serve)")
 RESTART_REQUESTED: ServiceKey[Callable[[], None]] = ServiceKey(
     "restart_requested", "set once a restart is claimed: the CLI calls it after uvicorn stopped"
+)
+#: ``(type, payload) -> message`` to send, or ``None`` not to send it.
+WsEventTranslator = Callable[[str, Any], "dict[str, Any] | None"]
+WS_EVENT_TRANSLATOR: ServiceKey[WsEventTranslator] = ServiceKey(
+    "ws_event_translator", "rewrites (or drops) run events for the connected editor on the WebSocket"
 )
 UVICORN_SERVER: ServiceKey[Any] = ServiceKey("uvicorn_server", "the uvicorn.Server of comfytavern serve")
 

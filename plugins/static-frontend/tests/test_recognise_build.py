@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytavern.dialect import LATER, SEED
-from comfytavern_static_frontend.recognise import recognise_build
+from comfytavern_static_frontend.recognise import LATER, SEED, recognise_build
 from comfytavern_testing import editor_build, seed_frontend_dist
 
 SEED_DIST = seed_frontend_dist()

@@ -121,7 +121,7 @@ class Output(_Wire):
 
 def _canonical_stream(slot: Input | Output) -> None:
     """A seed-era ``STREAM`` slot is also flagged ``isStream`` (the canonical, later form); the
-    seed dialect (``comfytavern.dialect``) turns the flag back into ``STREAM`` on the wire."""
+    seed dialect (the editor-dialect plugin) turns the flag back into ``STREAM`` on the wire."""
     if slot.data_flow_type == "STREAM":
         slot.is_stream = True
 

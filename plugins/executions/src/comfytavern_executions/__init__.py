@@ -16,8 +16,8 @@ from typing import Any
 import anyio
 from starlette.routing import BaseRoute
 
-from comfytavern import ServiceUse, hookimpl, requires
-from comfytavern.services import SCHEDULER
+from comfytavern import ServiceUse, hookimpl, requires, uses
+from comfytavern.services import SCHEDULER, WS_EVENT_TRANSLATOR
 from comfytavern_executions.http_api import http_routes
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.workflow_run import workflow_routes
@@ -29,7 +29,7 @@ name = "executions"
 
 @hookimpl
 def register_services() -> list[ServiceUse]:
-    return [requires(SCHEDULER)]
+    return [requires(SCHEDULER), uses(WS_EVENT_TRANSLATOR)]
 
 
 @hookimpl

@@ -34,7 +34,7 @@ from comfytavern.engine.scheduler import Scheduler
 from comfytavern.events import HubEvent
 from comfytavern.http import MAX_JSON_DEPTH, _nesting_exceeds, decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
-from comfytavern.services import SCHEDULER
+from comfytavern.services import SCHEDULER, WS_EVENT_TRANSLATOR
 from comfytavern_executions.settings import ExecutionsSettings
 from comfytavern_executions.ws_access import MESSAGE_SCOPES, event_scope, live_sockets
 from comfytavern_executions.ws_fanout import Fanout, fanout_for
@@ -181,9 +181,8 @@ class Connection:
         send = self.websocket.send_text
         outbox = self.outbox
         encode = safe_encoder.encode
-        # The editor dialect's event translation (None in the native dialect: events go as-is).
-        dialect = getattr(self.kernel, "dialect", None)
-        translate = dialect.ws_translator() if dialect is not None else None
+        # The connected editor's event translation (absent for the native dialect: events go as-is).
+        translate = self.kernel.services.lookup(WS_EVENT_TRANSLATOR)
         while True:
             if not outbox:
                 if self.revoked is not None:

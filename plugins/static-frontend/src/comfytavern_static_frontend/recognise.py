@@ -1,7 +1,7 @@
 """Which editor dialect a build speaks, read from its scripts (this plugin's ``detect_editor_dialect``).
 
-The kernel owns the dialect names and translations (:mod:`comfytavern.dialect`); only this plugin
-serves a build, so only it reads one.
+The names are the ``editor.dialect`` values (the editor-dialect plugin translates); only this
+plugin serves a build, so only it reads one.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from comfytavern.dialect import LATER, SEED
+#: The ``editor.dialect`` names of the two editors.
+SEED = "seed-2025-06"
+LATER = "2025-10"
 
 __all__ = ["recognise_build"]
 

@@ -15,7 +15,8 @@ import pytest
 import comfytavern_testnodes as testnodes
 from comfytavern.cli import main as cli_main
 from comfytavern.config import ConfigError, load_config
-from comfytavern.dialect import LATER, SEED, SYNTHETIC_FINISH, Dialect
+from comfytavern_editor_dialect import dialect_for
+from comfytavern_editor_dialect.translate import LATER, SEED, SYNTHETIC_FINISH, Dialect
 from comfytavern_testing import client_for, editor_build, make_kernel, seed_frontend_dist
 
 SEED_DIST = seed_frontend_dist()
@@ -55,11 +56,11 @@ def test_check_config_reports_an_unknown_dialect(tmp_path: Path, capsys: pytest.
 def test_auto_picks_the_served_build_and_explicit_values_win(tmp_path: Path) -> None:
     seed = editor_build(tmp_path / "seed", '"LocalNoPassword"')
     later = editor_build(tmp_path / "later", '"SingleUser"')
-    assert _kernel(tmp_path / "k1", seed).dialect.name == SEED
-    assert _kernel(tmp_path / "k2", later).dialect.name == LATER
-    assert _kernel(tmp_path / "k3").dialect.name == LATER  # no frontend served
-    assert _kernel(tmp_path / "k4", seed, editor={"dialect": LATER}).dialect.name == LATER
-    assert _kernel(tmp_path / "k5", editor={"dialect": SEED}).dialect == Dialect(SEED, "editor.dialect")
+    assert dialect_for(_kernel(tmp_path / "k1", seed)).name == SEED
+    assert dialect_for(_kernel(tmp_path / "k2", later)).name == LATER
+    assert dialect_for(_kernel(tmp_path / "k3")).name == LATER  # no frontend served
+    assert dialect_for(_kernel(tmp_path / "k4", seed, editor={"dialect": LATER})).name == LATER
+    assert dialect_for(_kernel(tmp_path / "k5", editor={"dialect": SEED})) == Dialect(SEED, "editor.dialect")
 
 
 # -- GET /api/auth/current ---------------------------------------------------------------------
@@ -193,3 +194,28 @@ def test_seed_ws_translator_keeps_real_finish_chunks() -> None:
     assert translate("SYSTEM_QUEUE_UPDATE", {"runningExecutions": 0, "pendingExecutions": 0}) is None
     status = {"promptId": "p", "status": "complete"}
     assert translate("EXECUTION_STATUS_UPDATE", status) == {"type": "EXECUTION_STATUS_UPDATE", "payload": status}
+
+
+def test_an_unknown_name_from_a_plugin_is_ignored_and_the_first_known_one_wins(tmp_path: Path) -> None:
+    from comfytavern import hookimpl
+
+    class Unknown:
+        @hookimpl
+        def detect_editor_dialect(self, kernel: Any) -> str | None:
+            return "1999"  # ignored with a warning
+
+    class Recognises:
+        @hookimpl
+        def detect_editor_dialect(self, kernel: Any) -> str | None:
+            return SEED
+
+    kernel = make_kernel(tmp_path, plugins=[Unknown(), Recognises()], node_packs=[testnodes])
+    assert dialect_for(kernel) == Dialect(SEED, "auto: recognised by plugin Recognises")
+
+
+def test_disabled_plugin_means_the_native_dialect_everywhere(tmp_path: Path) -> None:
+    kernel = make_kernel(
+        tmp_path, plugins_config={"disabled": ["editor-dialect"]}, node_packs=[testnodes], editor={"dialect": SEED}
+    )
+    with client_for(kernel) as client:
+        assert client.get("/api/auth/current").json()["mode"] == "SingleUser"

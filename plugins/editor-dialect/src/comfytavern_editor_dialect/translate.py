@@ -1,9 +1,7 @@
-"""Editor dialects: the one place that knows how the two ComfyTavern editors differ on the wire.
+"""The translations between the two editors' wire formats, and the HTTP boundary that applies them.
 
-The server speaks the later editor's dialect (``2025-10``) everywhere inside: handlers, node
-definitions and the engine never ask which editor is connected. When the configured (or
-recognised) editor is the seed-era one (``seed-2025-06``, the June 2025 build the seed documents
-describe), the translations below are applied at the wire boundary, and nowhere else:
+The server speaks the later editor's dialect (``2025-10``) everywhere inside. For the seed-era
+editor (``seed-2025-06``):
 
 - ``GET /api/auth/current``: ``mode`` ``SingleUser`` becomes ``LocalNoPassword`` (or
   ``LocalWithPassword`` when a password is required), ``MultiUser`` becomes ``MultiUserShared``;
@@ -12,13 +10,8 @@ describe), the translations below are applied at the wire boundary, and nowhere 
 - WebSocket: ``SYSTEM_QUEUE_UPDATE`` and the synthetic ``NODE_YIELD`` "Stream ended" chunk that
   follows every batch node are not sent (that editor has neither).
 
-HTTP bodies are rewritten by :class:`DialectMiddleware` (installed by the app; a pass-through in
-the native dialect); the WebSocket calls :meth:`Dialect.ws_translator` where it encodes events.
 Input is never translated: the engine accepts both forms (``STREAM`` or ``isStream``) whatever
 the dialect.
-
-``auto`` asks every plugin's ``detect_editor_dialect`` hook (the static-frontend plugin answers
-with ``comfytavern_static_frontend.recognise.recognise_build`` of the build it serves) and falls back to the native dialect.
 """
 
 from __future__ import annotations
@@ -30,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from comfytavern.config import EDITOR_DIALECTS
+from comfytavern.services import WsEventTranslator
 
 if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
@@ -45,22 +41,22 @@ __all__ = [
     "resolve_dialect",
 ]
 
-log = logging.getLogger("comfytavern.dialect")
+log = logging.getLogger("comfytavern.editor_dialect")
 
 SEED = "seed-2025-06"
 LATER = "2025-10"
 AUTO = "auto"
 #: Every dialect the server can speak; the first is the native one.
 DIALECTS = (LATER, SEED)
-#: Valid values of ``editor.dialect``.
-CHOICES = (AUTO, *DIALECTS)
+#: Valid values of ``editor.dialect`` (the kernel's configuration checks them).
+CHOICES = EDITOR_DIALECTS
 
 #: The chunk the engine sends after every batch node (the later backend's "UI compatibility").
 SYNTHETIC_FINISH = {"type": "finish_reason_chunk", "content": "Stream ended"}
 _SEED_MODES = {"MultiUser": "MultiUserShared"}
 _SLOT_GROUPS = ("inputs", "outputs", "configSchema")
 
-WsTranslator = Callable[[str, Any], "dict[str, Any] | None"]
+WsTranslator = WsEventTranslator
 
 
 # -- translations (seed era) -------------------------------------------------------------------
@@ -179,16 +175,16 @@ class DialectMiddleware:
     listing) are cached per tag, so a snapshot is translated once.
     """
 
-    def __init__(self, app: ASGIApp, *, dialect_getter: Callable[[], Dialect]) -> None:
+    def __init__(self, app: ASGIApp, *, dialect: Dialect) -> None:
         self.app = app
-        self.dialect_getter = dialect_getter
+        self.dialect = dialect
         self._cache: dict[tuple[str, str, bytes], bytes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        dialect = self.dialect_getter()
+        dialect = self.dialect
         path: str = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root):
