@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,7 +21,6 @@ from comfytavern.hosts import HostCheckMiddleware, effective_allowed_hosts
 from comfytavern.http import ApiError, error_response, json_response, route
 from comfytavern.kernel import Kernel
 from comfytavern.logs import RequestContextMiddleware
-from comfytavern.metrics import MetricsMiddleware, metrics_for, run_event_metrics
 from comfytavern.proxies import TrustedProxyMiddleware
 from comfytavern.version import __version__
 
@@ -169,24 +167,18 @@ def create_app(kernel: Kernel) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with kernel.lifespan():
-            async with anyio.create_task_group() as tg:
-                await tg.start(run_event_metrics, kernel)
-                try:
-                    yield
-                finally:
-                    tg.cancel_scope.cancel()
+            yield
 
-    metrics_for(kernel)
     plugin_middleware = kernel.plugin_middleware()
     outer = [Middleware(m.cls, **m.options) for m in plugin_middleware["outer"]]
     inner = [Middleware(m.cls, **m.options) for m in plugin_middleware["inner"]]
     middleware = [
         # Outermost first: the client address (forwarded only by trusted proxies) for everything
-        # below, then request id + access log, then metrics, so both see every response.
+        # below, then request id + access log, then plugins' outer middleware (metrics), so they
+        # see every response.
         Middleware(TrustedProxyMiddleware, trusted=cfg.server.trusted_proxies),
         Middleware(RequestContextMiddleware),
         *outer,
-        Middleware(MetricsMiddleware, metrics_getter=lambda: metrics_for(kernel)),
         Middleware(HostCheckMiddleware, allowed=effective_allowed_hosts(cfg)),
         Middleware(BodyLimitMiddleware, max_bytes=cfg.server.max_body_bytes),
         Middleware(

@@ -16,7 +16,7 @@ from typing import Any
 
 from comfytavern.cli_config import CONFIG_ENV, OVERRIDES_ENV, build_config, cli_overrides
 from comfytavern.config import Config, ConfigError, load_config
-from comfytavern.services import RESTART, RESTART_REQUESTED, UVICORN_SERVER
+from comfytavern.services import RESTART_REQUESTED, UVICORN_SERVER
 from comfytavern.version import __version__
 
 __all__ = ["app_factory", "build_config", "main", "uvicorn_config"]
@@ -129,10 +129,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn_config(app, config))
     kernel.services.provide(UVICORN_SERVER, server)
     holder["server"] = server
-    from comfytavern.restart import RestartController
-
-    # POST /api/server/restart uses it; it provides RESTART_REQUESTED (called below) when claimed.
-    kernel.services.provide(RESTART, RestartController(kernel, server))
     # What start-up built (modules, plugins, the node registry: ~50,000 tracked objects) lives as
     # long as the process. Frozen out of the collector's generations, it is no longer traversed
     # by every full collection, which otherwise stalls the event loop for 10-100 ms under load.

@@ -15,6 +15,7 @@ Who provides and who uses each service is *declared* by the ``register_services`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from comfytavern.engine.queue import RunQueue
     from comfytavern.engine.scheduler import Scheduler
     from comfytavern.events import EventHub
-    from comfytavern.metrics import ServerMetrics
-    from comfytavern.restart import RestartController
     from comfytavern.revocation import Revocations
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "HUB",
     "KERNEL_SERVICES",
     "METRICS",
-    "RESTART",
     "RESTART_REQUESTED",
     "REVOCATIONS",
     "RUN_QUEUE",
@@ -46,6 +44,7 @@ __all__ = [
     "WS_EVENT_TRANSLATOR",
     "CharacterCatalog",
     "CredentialResolver",
+    "MetricsService",
     "MissingService",
     "ServiceCatalog",
     "ServiceKey",
@@ -155,6 +154,22 @@ class CredentialResolver(Protocol):
     async def __call__(self, user_id: str, service: str) -> str | None: ...
 
 
+class MetricsService(Protocol):
+    """The server's Prometheus metrics; plugins add series to its registry (names start ``ct_``).
+
+    ``registry.counter(name, help, labelnames)`` (also ``gauge``, ``histogram``) returns a metric
+    with keyword-label methods (``inc(route=...)``, ``set``, ``observe``); ``track_websocket()``
+    counts a socket served outside the app for the duration of a ``with`` block.
+    """
+
+    @property
+    def registry(self) -> Any: ...
+
+    def track_websocket(self) -> AbstractContextManager[None]: ...
+
+    def render(self) -> str: ...
+
+
 class CharacterCatalog(Protocol):
     """A user's SillyTavern character cards (the characters plugin's library)."""
 
@@ -168,14 +183,13 @@ CONFIG: ServiceKey[Config] = ServiceKey("config", "the validated configuration (
 HUB: ServiceKey[EventHub] = ServiceKey("hub", "the event hub every run event goes through")
 REVOCATIONS: ServiceKey[Revocations] = ServiceKey("revocations", "announcements of ended credentials")
 SCHEDULER: ServiceKey[Scheduler] = ServiceKey("scheduler", "accepts, queues, runs and reports workflow runs")
-METRICS: ServiceKey[ServerMetrics] = ServiceKey("metrics", "the Prometheus metrics of this server")
+METRICS: ServiceKey[MetricsService] = ServiceKey("metrics", "the Prometheus metrics of this server")
 SECRETS: ServiceKey[ServerSecrets] = ServiceKey("secrets", "the server's master key, pepper and session secret")
 RUN_QUEUE: ServiceKey[RunQueue] = ServiceKey("run_queue", "a shared queue: runs execute wherever it sends them")
 CREDENTIALS: ServiceKey[CredentialResolver] = ServiceKey(
     "credentials", "async (user_id, service) -> the user's stored secret or None"
 )
 CHARACTERS: ServiceKey[CharacterCatalog] = ServiceKey("characters", "the per-user character card library")
-RESTART: ServiceKey[RestartController] = ServiceKey("restart", "restarts the serving process (comfytavern serve)")
 RESTART_REQUESTED: ServiceKey[Callable[[], None]] = ServiceKey(
     "restart_requested", "set once a restart is claimed: the CLI calls it after uvicorn stopped"
 )
@@ -193,12 +207,9 @@ KERNEL_SERVICES: tuple[tuple[str, ServiceUse], ...] = (
     ("kernel", provides(HUB)),
     ("kernel", provides(REVOCATIONS)),
     ("kernel", provides(SCHEDULER)),
-    ("kernel", provides(METRICS)),
     ("kernel", provides(SECRETS)),
     ("kernel", uses(RUN_QUEUE)),
     ("kernel", uses(CREDENTIALS)),
-    ("kernel", provides(RESTART_REQUESTED)),
-    ("cli", provides(RESTART)),
     ("cli", uses(RESTART_REQUESTED)),
     ("cli", provides(UVICORN_SERVER)),
 )

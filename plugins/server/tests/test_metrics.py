@@ -14,7 +14,8 @@ from starlette.websockets import WebSocket
 from comfytavern import hookimpl, websocket_route
 from comfytavern.app import create_app
 from comfytavern.events import HubEvent
-from comfytavern.metrics import Counter, Histogram, MetricsRegistry, ServerMetrics, metrics_for
+from comfytavern_server_routes.metrics import Counter, Histogram, MetricsRegistry, ServerMetrics
+from comfytavern_server_routes.metrics_feed import metrics_for
 from comfytavern_testing import client_for
 
 SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from comfytavern.restart import RestartController, RestartUnavailable, restart_command
-from comfytavern.services import RESTART, RESTART_REQUESTED, SCHEDULER
+from comfytavern.services import RESTART_REQUESTED, SCHEDULER
+from comfytavern_server_routes.restart import RESTART, RestartController, RestartUnavailable, restart_command
 from comfytavern_testing import client_for
 
 
@@ -213,7 +213,7 @@ def test_restart_is_admin_only_outside_local_mode(token_kernel: Any, auth_header
 
 
 class RecordingScheduler:
-    """Implements the duck-typed scheduler side of a restart (see comfytavern.restart)."""
+    """Implements the duck-typed scheduler side of a restart (see comfytavern_server_routes.restart)."""
 
     def __init__(self, with_shutdown: bool) -> None:
         self.calls: list[tuple[str, Any]] = []

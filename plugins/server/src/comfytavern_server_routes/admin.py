@@ -11,9 +11,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from comfytavern import ApiError, current_principal, optional_principal, route
-from comfytavern.metrics import CONTENT_TYPE, metrics_for
-from comfytavern.restart import RestartUnavailable
-from comfytavern.services import RESTART
+from comfytavern_server_routes.metrics import CONTENT_TYPE
+from comfytavern_server_routes.metrics_feed import metrics_for
+from comfytavern_server_routes.restart import RestartUnavailable, restart_controller
 
 __all__ = ["RestartAccepted", "ServerRoutesSettings", "admin_routes", "may_read_metrics"]
 
@@ -46,7 +46,7 @@ def may_read_metrics(principal: Any) -> bool:
 
 def admin_routes(kernel: Any, settings: ServerRoutesSettings) -> list[BaseRoute]:
     async def restart(request: Request) -> Response:
-        controller = kernel.services.lookup(RESTART)
+        controller = restart_controller(kernel)
         if controller is None:
             raise ApiError(
                 409,

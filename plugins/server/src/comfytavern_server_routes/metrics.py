@@ -1,23 +1,24 @@
-"""Prometheus metrics: a small per-kernel registry, the HTTP middleware and the run observer.
+"""Prometheus metrics: a small per-kernel registry and the server's own series.
 
 No global state (tests build many kernels): each kernel owns one :class:`ServerMetrics` with its
-own ``prometheus_client.CollectorRegistry``, found with :func:`metrics_for`. ``prometheus_client``
-stores the series and writes the text exposition format (version 0.0.4,
-:meth:`ServerMetrics.render`); ``GET /metrics`` (the ``server`` plugin) serves it. The thin
+own ``prometheus_client.CollectorRegistry``: the ``METRICS`` service, created by this plugin on
+first use. ``prometheus_client`` stores the series and writes the text exposition format (version
+0.0.4, :meth:`ServerMetrics.render`); ``GET /metrics`` serves it. The thin
 :class:`Counter` / :class:`Gauge` / :class:`Histogram` wrappers only keep the keyword-label calls
 used here and by plugins (``inc(method="GET", route=..., status=...)``) and validate label names.
 
 What is measured and where it comes from:
 
 - HTTP requests by method, route *template* and status, and their durations:
-  :class:`MetricsMiddleware` (pure ASGI, in the kernel's middleware list). The template keeps the
+  :class:`~comfytavern_server_routes.metrics_feed.MetricsMiddleware` (pure ASGI, an ``outer``
+  middleware of this plugin, so refused requests are counted too). The template keeps the
   label set bounded (``/api/projects/{projectId}``, never the concrete id); unmatched paths share
   the label ``<unmatched>``.
 - WebSocket connections open now and in total: the same middleware, counted when the app sends
   ``websocket.accept`` and released when the connection ends. Routes served by the app need to do
   nothing; code that serves sockets outside the app can use :meth:`ServerMetrics.track_websocket`.
 - Runs queued / running, finished by status, run durations, node durations by node type:
-  :func:`run_event_metrics` reads the kernel's event hub (``EXECUTION_STATUS_UPDATE``,
+  :func:`~comfytavern_server_routes.metrics_feed.run_event_metrics` reads the kernel's event hub (``EXECUTION_STATUS_UPDATE``,
   ``NODE_EXECUTING``, ``NODE_COMPLETE``, ``NODE_ERROR``, ``SYSTEM_QUEUE_UPDATE``).
 """
 
@@ -27,34 +28,15 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
-import anyio
 import prometheus_client
-from anyio.abc import TaskStatus
-from starlette.routing import BaseRoute, Mount
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfytavern.events import HubEvent
-from comfytavern.services import METRICS
 from comfytavern.version import __version__
 
-if TYPE_CHECKING:
-    from comfytavern.kernel import Kernel
-
-__all__ = [
-    "CONTENT_TYPE",
-    "Counter",
-    "Gauge",
-    "Histogram",
-    "MetricsMiddleware",
-    "MetricsRegistry",
-    "ServerMetrics",
-    "metrics_for",
-    "route_templates",
-    "run_event_metrics",
-]
+__all__ = ["CONTENT_TYPE", "UNMATCHED", "Counter", "Gauge", "Histogram", "MetricsRegistry", "ServerMetrics"]
 
 log = logging.getLogger("comfytavern.metrics")
 _M = TypeVar("_M", bound="Counter | Gauge | Histogram")
@@ -372,117 +354,3 @@ def _count(value: Any) -> int | None:
     return None
 
 
-def metrics_for(kernel: Kernel) -> ServerMetrics:
-    """The kernel's :class:`ServerMetrics` (the ``METRICS`` service, created on first use)."""
-    return kernel.services.setdefault(METRICS, ServerMetrics)
-
-
-async def run_event_metrics(kernel: Kernel, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-    """Feed hub events into the kernel's metrics until cancelled (started by the app's lifespan)."""
-    metrics = metrics_for(kernel)
-    wanted = {"EXECUTION_STATUS_UPDATE", "NODE_EXECUTING", "NODE_COMPLETE", "NODE_ERROR", "SYSTEM_QUEUE_UPDATE"}
-    while True:
-        subscription = kernel.hub.subscribe(max_buffer=100_000, accept=lambda e: e.type in wanted)
-        task_status.started()
-        task_status = anyio.TASK_STATUS_IGNORED
-        with subscription:
-            async for event in subscription:
-                # Everything buffered since the last wake-up in one batch (a run publishes
-                # thousands of events per second).
-                batch = [event]
-                while (more := subscription.get_nowait()) is not None:
-                    batch.append(more)
-                try:
-                    metrics.observe_events(batch)
-                except Exception:  # noqa: BLE001 - metrics must never break anything
-                    log.exception("metrics: could not record a batch of %d events", len(batch))
-        if not subscription.overflowed:
-            return
-        log.warning("metrics fell behind the event hub; some run events were not counted")
-
-
-# -- HTTP ---------------------------------------------------------------------------------
-
-
-def _walk(routes: Sequence[BaseRoute], prefix: str, out: dict[int, str]) -> None:
-    for route in routes:
-        path = prefix + str(getattr(route, "path", ""))
-        if isinstance(route, Mount):
-            out[id(route)] = (path or "") + "/{path}"
-            _walk(route.routes, path, out)
-        else:
-            out[id(route)] = path
-
-
-def route_templates(routes: Sequence[BaseRoute]) -> dict[int, str]:
-    """``id(route) -> full path template`` for every route, nested mounts included.
-
-    Convertors are dropped (``{id:int}`` becomes ``{id}``) so labels match the OpenAPI paths.
-    """
-    import re
-
-    out: dict[int, str] = {}
-    _walk(routes, "", out)
-    return {key: re.sub(r"\{([^}:]+)(?::[^}]*)?\}", r"{\1}", value) for key, value in out.items()}
-
-
-class MetricsMiddleware:
-    """Pure ASGI: counts HTTP requests by route template and status, and open WebSockets."""
-
-    def __init__(self, app: ASGIApp, *, metrics_getter: Any) -> None:
-        self.app = app
-        self._metrics_getter = metrics_getter
-        self._templates: dict[int, str] | None = None
-
-    def _template(self, scope: Scope) -> str:
-        route = scope.get("route")
-        if route is None:
-            return UNMATCHED
-        if self._templates is None or id(route) not in self._templates:
-            app = scope.get("app")
-            self._templates = route_templates(getattr(app, "routes", []) or [])
-        return self._templates.get(id(route), str(getattr(route, "path", UNMATCHED)))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        metrics: ServerMetrics = self._metrics_getter()
-        started = time.perf_counter()
-        status = 500
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        finally:
-            method = str(scope.get("method", "GET"))
-            template = self._template(scope)
-            metrics.http_requests.inc(method=method, route=template, status=str(status))
-            metrics.http_duration.observe(time.perf_counter() - started, method=method, route=template)
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics: ServerMetrics = self._metrics_getter()
-        accepted = False
-
-        # A plain function returning ``send``'s awaitable, not a coroutine of its own: it is on
-        # the path of every frame a socket sends (three per node of a run).
-        def tracking_send(message: Message) -> Awaitable[None]:
-            nonlocal accepted
-            if not accepted and message["type"] == "websocket.accept":
-                accepted = True
-                metrics.websocket_opened()
-            return send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        finally:
-            if accepted:
-                metrics.websocket_closed()

@@ -11,11 +11,13 @@ Sequence, after the route has already answered 202:
    stand-in (:mod:`comfytavern.handoff`: 409 for another restart, 503 otherwise), so no
    connection is refused;
 3. once ``server.run()`` has returned, the CLI calls the ``RESTART_REQUESTED`` service
-   (:meth:`RestartController.exec_`), which replaces the process with the same command line
+   (:meth:`RestartController.exec_`, provided when the restart is claimed), which replaces the process with the same command line
    (``os.execv``): same PID, fresh interpreter, freshly loaded plugins and configuration; the
    listening sockets are inherited and served again by the new process.
 
-The scheduler side is duck-typed so the kernel works with any scheduler: if it has
+The controller exists only under ``comfytavern serve``: it is built on the first request from the
+``UVICORN_SERVER`` service the CLI provides (with ``--reload`` or another ASGI server there is none,
+and the route answers 409). The scheduler side is duck-typed so the kernel works with any scheduler: if it has
 ``async shutdown(*, mode, timeout, reason)`` that is awaited; otherwise ``stop_accepting()``
 (sync or async) is called if present. Either way the scheduler's lifespan exit is the backstop.
 """
@@ -32,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from comfytavern import handoff
-from comfytavern.services import RESTART_REQUESTED, SCHEDULER
+from comfytavern.services import RESTART_REQUESTED, SCHEDULER, UVICORN_SERVER, ServiceKey
 
 if TYPE_CHECKING:
     from comfytavern.kernel import Kernel
 
-__all__ = ["RestartController", "RestartUnavailable", "restart_command"]
+__all__ = ["RESTART", "RestartController", "RestartUnavailable", "restart_command", "restart_controller"]
 
 log = logging.getLogger("comfytavern.restart")
 
@@ -59,7 +61,7 @@ def restart_command() -> list[str]:
 
 
 class RestartController:
-    """Owned by the CLI's ``serve``; published as the ``RESTART`` service."""
+    """One per serving process (the private ``RESTART`` service), around ``comfytavern serve``'s server."""
 
     def __init__(self, kernel: Kernel, server: Any, *, command: Sequence[str] | None = None) -> None:
         self.kernel = kernel
@@ -132,3 +134,18 @@ class RestartController:
         if self._sockets:
             handoff.export_for_exec(self._sockets)
         os.execv(self.command[0], self.command)
+
+
+#: This plugin's restart controller (private: only ``POST /api/server/restart`` uses it).
+RESTART: ServiceKey[RestartController] = ServiceKey("restart", "restarts the serving process (comfytavern serve)")
+
+
+def restart_controller(kernel: Kernel) -> RestartController | None:
+    """The controller of this process, built on first use; ``None`` when not run by ``comfytavern serve``."""
+    controller = kernel.services.lookup(RESTART)
+    if controller is None:
+        server = kernel.services.lookup(UVICORN_SERVER)
+        if server is None:
+            return None
+        controller = kernel.services.setdefault(RESTART, lambda: RestartController(kernel, server))
+    return controller
