@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from comfytavern.config import Config
-    from comfytavern.crypto import ServerSecrets
     from comfytavern.engine.queue import RunQueue
     from comfytavern.engine.scheduler import Scheduler
     from comfytavern.events import EventHub
@@ -39,7 +38,6 @@ __all__ = [
     "REVOCATIONS",
     "RUN_QUEUE",
     "SCHEDULER",
-    "SECRETS",
     "UVICORN_SERVER",
     "WS_EVENT_TRANSLATOR",
     "CharacterCatalog",
@@ -184,7 +182,6 @@ HUB: ServiceKey[EventHub] = ServiceKey("hub", "the event hub every run event goe
 REVOCATIONS: ServiceKey[Revocations] = ServiceKey("revocations", "announcements of ended credentials")
 SCHEDULER: ServiceKey[Scheduler] = ServiceKey("scheduler", "accepts, queues, runs and reports workflow runs")
 METRICS: ServiceKey[MetricsService] = ServiceKey("metrics", "the Prometheus metrics of this server")
-SECRETS: ServiceKey[ServerSecrets] = ServiceKey("secrets", "the server's master key, pepper and session secret")
 RUN_QUEUE: ServiceKey[RunQueue] = ServiceKey("run_queue", "a shared queue: runs execute wherever it sends them")
 CREDENTIALS: ServiceKey[CredentialResolver] = ServiceKey(
     "credentials", "async (user_id, service) -> the user's stored secret or None"
@@ -207,7 +204,6 @@ KERNEL_SERVICES: tuple[tuple[str, ServiceUse], ...] = (
     ("kernel", provides(HUB)),
     ("kernel", provides(REVOCATIONS)),
     ("kernel", provides(SCHEDULER)),
-    ("kernel", provides(SECRETS)),
     ("kernel", uses(RUN_QUEUE)),
     ("kernel", uses(CREDENTIALS)),
     ("cli", uses(RESTART_REQUESTED)),

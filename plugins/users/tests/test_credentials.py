@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from comfytavern.crypto import CredentialDecryptError, Keyring, KeyringError, key_fingerprint
 from comfytavern.services import CREDENTIALS
+from comfytavern_accounts.secrets import CredentialDecryptError, Keyring, KeyringError, key_fingerprint
 from comfytavern_testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}

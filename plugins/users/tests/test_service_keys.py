@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from comfytavern.services import SECRETS
 from comfytavern_accounts.passwords import parse_service_key, service_key_digest
+from comfytavern_accounts.secrets import SECRETS
 from comfytavern_testing import client_for, make_kernel
 
 STORAGE = {"projects": None, "accounts": "sqlite", "runs": None}

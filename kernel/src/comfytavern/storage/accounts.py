@@ -110,7 +110,7 @@ class CredentialRecord(msgspec.Struct, frozen=True, kw_only=True):
     service_name: str
     display_name: str | None = None
     display_hint: DisplayHint | None = None
-    #: ``v1:<key id>:<nonce>:<ciphertext>`` (see :class:`comfytavern.crypto.Keyring`).
+    #: ``v1:<key id>:<nonce>:<ciphertext>`` (the accounts library's ``Keyring``).
     ciphertext: str
     created_at: datetime
 

@@ -32,7 +32,6 @@ from starlette.responses import Response
 
 from comfytavern.auth import Principal, bearer_token, is_loopback
 from comfytavern.config import ConfigError
-from comfytavern.crypto import ServerSecrets
 from comfytavern.proxies import forwarded_untrusted
 from comfytavern.responses import ApiError
 from comfytavern.revocation import Revocation, Revocations
@@ -45,6 +44,7 @@ from comfytavern_accounts.passwords import (
     service_key_digest,
     session_digest,
 )
+from comfytavern_accounts.secrets import ServerSecrets
 from comfytavern_accounts.throttle import LoginThrottle, ThrottleBusy, Throttled
 
 __all__ = [

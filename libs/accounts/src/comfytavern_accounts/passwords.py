@@ -4,11 +4,11 @@
   for unknown users so timing does not reveal which accounts exist;
 - session tokens: 256 random bits; only their SHA-256 is stored (a database leak yields no session);
 - service API keys: ``ctsk_<lookup id>_<secret>``; the lookup id is indexed, the secret is stored as
-  an HMAC-SHA256 under a server pepper (:class:`comfytavern.crypto.ServerSecrets`) and compared
+  an HMAC-SHA256 under a server pepper (:class:`comfytavern_accounts.secrets.ServerSecrets`) and compared
   with ``hmac.compare_digest``.
 
-The master keyring and the pepper stay in the kernel (:mod:`comfytavern.crypto`): they are the
-``SECRETS`` service several unrelated plugins use.
+The master keyring and the pepper are :mod:`comfytavern_accounts.secrets` (the ``SECRETS``
+service the auth modes and the users plugin share).
 """
 
 from __future__ import annotations

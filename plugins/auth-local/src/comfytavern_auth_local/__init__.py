@@ -19,12 +19,11 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute
 
-from comfytavern import AuthMode, ConfigError, Principal, ServiceUse, hookimpl, uses
+from comfytavern import AuthMode, ConfigError, Principal, ServiceUse, hookimpl, provides
 from comfytavern.auth import AuthStatus, bearer_token, is_loopback
-from comfytavern.crypto import default_secret_dir, server_secrets
-from comfytavern.services import SECRETS
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
 from comfytavern_accounts.identity import AccountIdentity, AuthSettings
+from comfytavern_accounts.secrets import SECRETS, default_secret_dir, server_secrets
 
 DEFAULT_USER_ID = "default_user"
 DEFAULT_USERNAME = "本地用户"
@@ -104,7 +103,7 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> LocalAuth:
 
 @hookimpl
 def register_services() -> list[ServiceUse]:
-    return [uses(SECRETS)]
+    return [provides(SECRETS)]
 
 
 @hookimpl

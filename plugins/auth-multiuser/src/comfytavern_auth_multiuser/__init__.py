@@ -20,11 +20,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from comfytavern import AuthMode, ServiceUse, hookimpl, uses
+from comfytavern import AuthMode, ServiceUse, hookimpl, provides
 from comfytavern.auth import AuthStatus, Principal, optional_principal
-from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, json_response, read_json, route
-from comfytavern.services import SECRETS
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserRecord, iso_utc, utc_now
 from comfytavern_accounts.identity import (
     SESSION_SETTING_KEYS,
@@ -35,6 +33,7 @@ from comfytavern_accounts.identity import (
     check_username,
     new_user_id,
 )
+from comfytavern_accounts.secrets import SECRETS, default_secret_dir, server_secrets
 from comfytavern_login import LoginResult, UserSummary, login_response, refused, session_routes, summary
 
 MODE = "multi-user"
@@ -212,7 +211,7 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> MultiUserAuth:
 
 @hookimpl
 def register_services() -> list[ServiceUse]:
-    return [uses(SECRETS)]
+    return [provides(SECRETS)]
 
 
 @hookimpl

@@ -17,11 +17,9 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from comfytavern import AuthMode, ServiceUse, hookimpl, uses
+from comfytavern import AuthMode, ServiceUse, hookimpl, provides
 from comfytavern.auth import AuthStatus, Principal
-from comfytavern.crypto import default_secret_dir, server_secrets
 from comfytavern.http import ApiError, read_json, route
-from comfytavern.services import SECRETS
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, utc_now
 from comfytavern_accounts.identity import (
     SESSION_SETTING_KEYS,
@@ -30,6 +28,7 @@ from comfytavern_accounts.identity import (
     LoginRefused,
     check_new_password,
 )
+from comfytavern_accounts.secrets import SECRETS, default_secret_dir, server_secrets
 from comfytavern_login import LoginResult, login_response, refused, session_routes
 
 MODE = "local-password"
@@ -174,7 +173,7 @@ def create(kernel: Any, raw: Mapping[str, Any]) -> PasswordAuth:
 
 @hookimpl
 def register_services() -> list[ServiceUse]:
-    return [uses(SECRETS)]
+    return [provides(SECRETS)]
 
 
 @hookimpl

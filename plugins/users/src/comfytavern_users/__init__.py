@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from comfytavern import ServiceUse, hookimpl, provides, uses
+from comfytavern import ServiceUse, hookimpl, provides
 from comfytavern.http import route
 from comfytavern.records import CliCommand
-from comfytavern.services import CREDENTIALS, SECRETS
+from comfytavern.services import CREDENTIALS
+from comfytavern_accounts.secrets import SECRETS
 from comfytavern_users import credentials, keys, profile
 from comfytavern_users.cli import commands
 from comfytavern_users.context import current_context
@@ -97,7 +98,7 @@ def _collection(
 
 @hookimpl
 def register_services() -> list[ServiceUse]:
-    return [provides(CREDENTIALS), uses(SECRETS)]
+    return [provides(CREDENTIALS), provides(SECRETS)]
 
 
 @hookimpl

@@ -18,8 +18,8 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from comfytavern.crypto import write_private
 from comfytavern.safety import UnsafeName, check_name, resolve_inside
+from comfytavern_accounts.secrets import write_private
 from comfytavern_users.service import Accounts
 
 __all__ = [

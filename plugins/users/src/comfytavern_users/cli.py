@@ -10,12 +10,12 @@ from typing import Any
 
 import anyio.to_thread
 
-from comfytavern.crypto import CredentialDecryptError, Keyring, KeyringError
 from comfytavern.records import CliCommand
 from comfytavern.revocation import Revocation
 from comfytavern.storage.accounts import AccountConflict, AccountStore, UserChanges, UserRecord, iso_utc, utc_now
 from comfytavern_accounts.identity import check_new_password, check_scope, check_username, new_user_id
 from comfytavern_accounts.passwords import PasswordHasher, parse_service_key
+from comfytavern_accounts.secrets import CredentialDecryptError, Keyring, KeyringError
 from comfytavern_users.keys import known_scope_groups, mint_key
 from comfytavern_users.service import accounts_for
 

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from comfytavern.auth import current_principal
-from comfytavern.crypto import KeyringError
 from comfytavern.http import ApiError, json_response, read_json
 from comfytavern.storage.accounts import CredentialRecord, DisplayHint, utc_now
+from comfytavern_accounts.secrets import KeyringError
 from comfytavern_users.service import Accounts
 from comfytavern_users.wire import CredentialCreate, CredentialList, credential_meta
 

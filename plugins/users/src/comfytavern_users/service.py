@@ -6,9 +6,9 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from comfytavern.crypto import CredentialDecryptError, Keyring, ServerSecrets, default_secret_dir, server_secrets
 from comfytavern.http import ApiError
 from comfytavern.storage.accounts import AccountStore, CredentialRecord
+from comfytavern_accounts.secrets import CredentialDecryptError, Keyring, ServerSecrets, default_secret_dir, server_secrets
 
 __all__ = ["Accounts", "accounts_for"]
 
@@ -43,7 +43,7 @@ class Accounts:
     async def resolve_credential(self, user_id: str, service: str) -> str | None:
         """The ``CREDENTIALS`` service: the newest secret ``user_id`` stored for ``service``.
 
-        Raises :class:`~comfytavern.crypto.CredentialDecryptError` when the stored value fails its
+        Raises :class:`~comfytavern_accounts.secrets.CredentialDecryptError` when the stored value fails its
         integrity check, so a node reports it instead of calling the service without a key.
         """
         if self.store is None:

@@ -1,4 +1,4 @@
-"""comfytavern.crypto: the AES-GCM keyring and the 0600 secret files."""
+"""comfytavern_accounts.secrets: the AES-GCM keyring and the 0600 secret files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from comfytavern.crypto import (
+from comfytavern_accounts.secrets import (
     CredentialDecryptError,
     Keyring,
     KeyringError,

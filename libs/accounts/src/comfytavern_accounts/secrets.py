@@ -4,11 +4,10 @@
   under a master keyring (env ``CT_MASTER_KEY`` or a 0600 key file created on first run);
 - the pepper under which service API keys are HMAC'd (env ``CT_SERVICE_KEY_PEPPER`` or a file).
 
-Both are the ``SECRETS`` service (:func:`server_secrets`), used by the auth modes and the account
-routes. Password hashing, session tokens and the service-key format live with the account-backed
-auth modes in the ``comfytavern-accounts`` library (``comfytavern_accounts.passwords``).
-
-This module needs the ``cryptography`` package; plugins importing it declare that dependency.
+Both are the ``SECRETS`` service (:func:`server_secrets`, created on first use by whichever of the
+auth modes and the users plugin needs it first). The key is declared here, not in the kernel:
+only plugins built on this library use it. Password hashing, session tokens and the service-key
+format are :mod:`comfytavern_accounts.passwords`.
 """
 
 from __future__ import annotations
@@ -30,12 +29,13 @@ import anyio
 import anyio.to_thread
 
 from comfytavern.files import fsync_dir, private_dir, write_atomic
-from comfytavern.services import SECRETS, Services
+from comfytavern.services import ServiceKey, Services
 
 __all__ = [
     "CredentialDecryptError",
     "Keyring",
     "KeyringError",
+    "SECRETS",
     "ServerSecrets",
     "decode_key",
     "default_secret_dir",
@@ -328,6 +328,10 @@ def _parse_keyring_file(path: Path) -> Keyring:
         raise KeyringError(
             f"master key file {path} is not a valid keyring (expected JSON with 'current' and 'keys')"
         ) from None
+
+
+#: The server's :class:`ServerSecrets` (one per kernel).
+SECRETS: ServiceKey[ServerSecrets] = ServiceKey("secrets", "the server's master key, pepper and session secret")
 
 
 def server_secrets(services: Services, secret_dir: Path) -> ServerSecrets:
