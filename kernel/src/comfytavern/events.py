@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,10 @@ class HubEvent:
     ``prompt_id`` ties it to a run. ``frame`` is the message already encoded as JSON, when the
     publisher encoded it once for everybody (the scheduler does for run events: it keeps the
     frames for replay, and every socket sends the same bytes instead of encoding again).
+
+    ``node_timings`` is set on the final ``EXECUTION_STATUS_UPDATE`` of a run the scheduler
+    executed (the run events with a ``frame``): called, it yields ``(node type, status, seconds)``
+    for every node that ran, so observers need not time nodes from their events.
     """
 
     type: str
@@ -44,6 +48,7 @@ class HubEvent:
     prompt_id: str | None = None
     owner_id: str | None = None
     frame: bytes | None = field(default=None, compare=False, repr=False)
+    node_timings: Callable[[], Iterable[tuple[str, str, float]]] | None = field(default=None, compare=False, repr=False)
 
     def message(self) -> dict[str, Any]:
         return {"type": self.type, "payload": self.payload}

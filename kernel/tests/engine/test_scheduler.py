@@ -212,3 +212,33 @@ async def test_graceful_restart_drain_reports_cut_off_runs() -> None:
         assert sorted(cut) == sorted([running, queued])
         with pytest.raises(SchedulerClosed):
             await scheduler.submit(quick(), ALICE)
+
+
+async def test_a_finished_run_is_freed_at_once_not_by_the_garbage_collector() -> None:
+    """No reference cycle through a run: its graph and execution (thousands of objects for a big
+    workflow) go as soon as it ends, not at the collector's next full pass."""
+    import gc
+    import weakref
+
+    scheduler = Scheduler(
+        hub=EventHub(), registry=RegistryHolder(NodeRegistry.build([("t", "t", NODES)])), store=MemoryRunStore()
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        async with scheduler.running():
+            prompt_id = await scheduler.submit(sleeper(0.05), ALICE)
+            run = scheduler.active(prompt_id, ALICE)
+            assert run is not None
+            run_ref, graph_ref = weakref.ref(run), weakref.ref(run.graph)
+            await anyio.sleep(0.01)
+            assert run.execution is not None
+            execution_ref = weakref.ref(run.execution)
+            del run
+            record = await scheduler.wait(prompt_id, ALICE, 5)
+            assert record is not None and record.status == "complete"
+            for _ in range(3):
+                await anyio.sleep(0)  # the run's task returns
+            assert (run_ref(), graph_ref(), execution_ref()) == (None, None, None)
+    finally:
+        gc.enable()

@@ -1,4 +1,5 @@
-"""The coalescing WebSocket protocol on a real uvicorn server: order, text, close code."""
+"""The coalescing WebSocket protocol on a real uvicorn server: order, text, close code, the direct
+data-frame path (``SEND_TEXT_FRAME``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from comfytavern.engine.transport import SEND_TEXT_FRAME
+
 N = 2000
 
 
@@ -27,12 +30,30 @@ async def burst(websocket: WebSocket) -> None:
     await websocket.close(4321, "done")
 
 
+async def mixed(websocket: WebSocket) -> None:
+    """Direct frames interleaved with ASGI ones, then a close: one ordered stream."""
+    await websocket.accept()
+    count = int(await websocket.receive_text())
+    try_send = websocket.scope["extensions"][SEND_TEXT_FRAME]
+    direct = 0
+    for i in range(count):
+        text = f'{{"n": {i}}}'
+        if i % 3 == 0:
+            await websocket.send_text(text)
+        elif try_send(text.encode()):
+            direct += 1
+        else:
+            await websocket.send_text(text)
+    await websocket.send_text(f'{{"direct": {direct}}}')
+    await websocket.close(4000, "bye")
+
+
 @pytest.fixture
 def server_url() -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = Starlette(routes=[WebSocketRoute("/ws", burst)])
+    app = Starlette(routes=[WebSocketRoute("/ws", burst), WebSocketRoute("/mixed", mixed)])
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", ws="comfytavern.engine.transport:CoalescingWebSocketProtocol"
     )
@@ -64,3 +85,19 @@ def test_frames_arrive_in_order_and_the_close_handshake_works(server_url: str) -
     assert texts == [f'{{"n": {i}, "text": "{"x" * (i % 50)}"}}' for i in range(N)]
     assert data == b"\x00\x01"
     assert code == 4321
+
+
+def test_direct_frames_keep_their_order_among_asgi_sends(server_url: str) -> None:
+    async def client() -> tuple[list[str], str, int | None]:
+        async with websockets.connect(server_url.replace("/ws", "/mixed")) as ws:
+            await ws.send(str(N))
+            texts = [await ws.recv() for _ in range(N)]
+            summary = await ws.recv()
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                await ws.recv()
+            return texts, summary, info.value.rcvd.code if info.value.rcvd else None  # type: ignore[return-value]
+
+    texts, summary, code = asyncio.run(client())
+    assert texts == [f'{{"n": {i}}}' for i in range(N)]
+    assert summary == f'{{"direct": {N - (N + 2) // 3}}}'  # every frame not sent through ASGI went direct
+    assert code == 4000

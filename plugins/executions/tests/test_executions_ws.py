@@ -272,6 +272,7 @@ def test_unauthenticated_socket_is_closed(kernel_factory: Any) -> None:
 
 class _FakeSocket:
     def __init__(self) -> None:
+        self.scope: dict[str, Any] = {"type": "websocket", "extensions": {}}
         self.sent: list[str] = []
         self.closed: tuple[int, str] | None = None
 

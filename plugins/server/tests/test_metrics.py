@@ -237,6 +237,9 @@ def test_real_runs_are_counted(make_full_kernel: Any) -> None:
     assert value(samples, "ct_run_duration_seconds_sum", status="complete") >= 0.04
     node_counts = {k: v for k, v in samples.items() if k[0] == "ct_node_duration_seconds_count"}
     assert sum(node_counts.values()) == 2
+    # Timed by the engine (the final status event's node_timings), not by when events arrived.
+    node_sums = {k: v for k, v in samples.items() if k[0] == "ct_node_duration_seconds_sum"}
+    assert sum(node_sums.values()) >= 0.04
     assert value(samples, "ct_runs_running") == 0 and value(samples, "ct_runs_queued") == 0
     assert value(samples, "ct_http_requests_total", method="POST", route="/api/prompt", status="200") == 2
 
@@ -268,3 +271,18 @@ def test_every_documented_series_is_exposed_and_parses(kernel: Any) -> None:
     other = ServerMetrics()
     assert other.http_requests.value(method="GET", route="/healthz", status="200") == 0
     assert metrics_for(kernel).http_requests.value(method="GET", route="/healthz", status="200") == 1
+
+
+def test_observe_many_matches_observing_one_by_one() -> None:
+    values = [0.0, 0.0005, 0.0007, 0.001, 0.3, 5.0, 1000.0, 0.02]
+    one, many = MetricsRegistry(), MetricsRegistry()
+    a = one.histogram("ct_a_seconds", "a", ["type"], buckets=(0.0005, 0.001, 0.1, 5.0))
+    b = many.histogram("ct_a_seconds", "a", ["type"], buckets=(0.0005, 0.001, 0.1, 5.0))
+    for v in values:
+        a.observe(v, type="t")
+    b.observe_many(values, type="t")
+    def exposed(registry: MetricsRegistry) -> list[str]:
+        return [line for line in registry.render().splitlines() if "_created" not in line]
+
+    assert exposed(one) == exposed(many)
+    assert b.count(type="t") == len(values) and b.total(type="t") == pytest.approx(sum(values))

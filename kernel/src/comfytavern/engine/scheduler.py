@@ -80,6 +80,33 @@ class RunNotRecorded(SchedulerClosed):
 ACCEPT_RECORD_TIMEOUT = 30.0
 
 
+class _RunEmitter:
+    """Encodes each event of one run once (the log keeps the bytes, every socket sends them) and
+    publishes it; nothing of the run is published after its final status (``log`` is ``None``).
+
+    A callable object, not a closure over the run: it holds no reference back to the
+    :class:`ActiveRun`, so a finished run (its graph and execution: thousands of objects for a
+    big workflow) is freed by reference counting at once instead of waiting, in a reference
+    cycle, for the collector's oldest generation, whose passes then stall the event loop.
+    """
+
+    __slots__ = ("log", "owner_id", "prompt_id", "publish")
+
+    def __init__(self, log: ReplayLog, publish: Callable[[HubEvent], None], prompt_id: str, owner_id: str) -> None:
+        self.log: ReplayLog | None = log
+        self.publish = publish
+        self.prompt_id = prompt_id
+        self.owner_id = owner_id
+
+    def __call__(self, type_: str, payload: dict[str, Any], node_timings: Any = None) -> None:
+        log = self.log
+        if log is None:
+            return
+        frame = encode_message(type_, payload)
+        log.append(frame)
+        self.publish(HubEvent(type_, payload, self.prompt_id, self.owner_id, frame, node_timings))
+
+
 class ActiveRun:
     """A run the scheduler knows in memory (queued, running, or just finished)."""
 
@@ -105,27 +132,17 @@ class ActiveRun:
         self.cancel_requested = False
         self.error_info: dict[str, Any] | None = None
         self.done = anyio.Event()
-        #: Encoded events so far, for late watchers (``replay``); ``None`` once the run has ended.
-        self.log: ReplayLog | None = ReplayLog(replay_max_bytes)
-        owner_id = owner.id
-        publish = hub.publish
+        #: Encodes, logs and publishes the run's events (``emit(type, payload)``).
+        self.emit = _RunEmitter(ReplayLog(replay_max_bytes), hub.publish, prompt_id, owner.id)
 
-        # The log is read through ``self`` on every call, not captured: ``end_log`` must free it
-        # although the execution (and a worker thread it abandoned) keeps this function. Each
-        # event is encoded once, here: the log keeps the bytes and every socket sends them.
-        def emit(type_: str, payload: dict[str, Any]) -> None:
-            log = self.log
-            if log is None:
-                return  # the run has ended: nothing of it is published after its final status
-            frame = encode_message(type_, payload)
-            log.append(frame)
-            publish(HubEvent(type_, payload, prompt_id, owner_id, frame))
-
-        self.emit = emit
+    @property
+    def log(self) -> ReplayLog | None:
+        """Encoded events so far, for late watchers (``replay``); ``None`` once the run has ended."""
+        return self.emit.log
 
     def end_log(self) -> None:
         """Free the event log once the final status is out (late watchers get the summary)."""
-        self.log = None
+        self.emit.log = None
 
     @property
     def workflow_id(self) -> str | None:
@@ -630,7 +647,8 @@ class Scheduler:
         payload: dict[str, Any] = {"promptId": run.prompt_id, "status": status}
         if status == "error" and run.error_info is not None:
             payload["errorInfo"] = run.error_info
-        run.emit("EXECUTION_STATUS_UPDATE", payload)
+        execution = run.execution
+        run.emit("EXECUTION_STATUS_UPDATE", payload, execution.node_durations if execution is not None else None)
         self._running.pop(run.prompt_id, None)
         self._runs.pop(run.prompt_id, None)
         record = run.record()

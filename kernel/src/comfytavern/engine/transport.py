@@ -8,6 +8,14 @@ unchanged (a close or any other message first flushes what is pending).
 
 Use it with ``uvicorn.Config(app, ws="comfytavern.engine.transport:CoalescingWebSocketProtocol")``.
 It is what carries run events to the editor, so it lives beside the engine.
+
+It also offers the app a direct path for data frames, the ASGI scope extension
+:data:`SEND_TEXT_FRAME`: ``try_send(frame: bytes) -> bool`` queues one text frame of already
+encoded UTF-8 JSON and returns ``True``, without a coroutine, a message dict, a decode and
+re-encode, or the middleware's ``send`` wrappers (none of which looks at data frames); it
+returns ``False`` (nothing sent) whenever the general path must decide (socket not writable,
+closing, closed), and the caller then sends through ASGI as usual. A run sends three frames per
+node, so this is the per-node cost of a watched run.
 """
 
 from __future__ import annotations
@@ -16,11 +24,39 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-__all__ = ["CoalescingWebSocketProtocol"]
+__all__ = ["SEND_TEXT_FRAME", "CoalescingWebSocketProtocol"]
+
+#: Scope extension key of the direct data-frame path (see the module docstring).
+SEND_TEXT_FRAME = "comfytavern.websocket.try_send_text_frame"
 
 
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     _flush_pending = False
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when the handshake was refused
+        if scope is not None:
+            scope["extensions"][SEND_TEXT_FRAME] = self.try_send_text_frame
+
+    def try_send_text_frame(self, frame: bytes) -> bool:
+        """Queue ``frame`` (UTF-8 JSON text) as one text message; ``False``: use the ASGI path."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.initial_response is not None
+            or self.disconnected
+            or not self.writable.is_set()
+        ):
+            return False
+        try:
+            self.conn.send_text(frame)
+        except Exception:  # noqa: BLE001 - the ASGI path reports the state error
+            return False
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+        return True
 
     def _flush(self) -> None:
         self._flush_pending = False

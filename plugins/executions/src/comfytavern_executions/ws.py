@@ -31,6 +31,7 @@ from comfytavern.auth import Principal, optional_principal, scope_refusal
 from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
 from comfytavern.engine.payload import ExecutionPayload, decode_valid_payload
 from comfytavern.engine.scheduler import Scheduler
+from comfytavern.engine.transport import SEND_TEXT_FRAME
 from comfytavern.events import HubEvent
 from comfytavern.http import MAX_JSON_DEPTH, _nesting_exceeds, decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
@@ -179,6 +180,8 @@ class Connection:
 
     async def sender(self) -> None:
         send = self.websocket.send_text
+        # Under ``comfytavern serve``: encoded run events go straight to the protocol's buffer.
+        try_send = self.websocket.scope.get("extensions", {}).get(SEND_TEXT_FRAME)
         outbox = self.outbox
         encode = safe_encoder.encode
         # The connected editor's event translation (absent for the native dialect: events go as-is).
@@ -201,7 +204,10 @@ class Connection:
                 await send(item)
             elif translate is None:
                 frame = item.frame  # run events come encoded once by the scheduler
-                await send((frame if frame is not None else encode({"type": item.type, "payload": item.payload})).decode())
+                if frame is None:
+                    frame = encode({"type": item.type, "payload": item.payload})
+                if try_send is None or not try_send(frame):
+                    await send(frame.decode())
             else:
                 message = translate(item.type, item.payload)
                 if message is not None:

@@ -24,11 +24,12 @@ What is measured and where it comes from:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import prometheus_client
@@ -155,6 +156,28 @@ class Histogram(_Metric):
     def observe(self, value: float, **labels: str) -> None:
         self.child(labels).observe(value)
 
+    def observe_many(self, values: Sequence[float], **labels: str) -> None:
+        """``observe`` each of ``values``: counted into buckets here, then one update per bucket.
+
+        A run reports every node's duration at its end; the library's ``observe`` takes its locks
+        once per value. Falls back to it if the library's series no longer has the
+        ``_buckets``/``_sum`` values this relies on.
+        """
+        series = self.child(labels)
+        buckets, total = getattr(series, "_buckets", None), getattr(series, "_sum", None)
+        if buckets is None or total is None or len(buckets) != len(self.buckets) + 1:
+            for value in values:
+                series.observe(value)
+            return
+        counts = [0] * len(buckets)
+        bounds = self.buckets
+        for value in values:
+            counts[bisect.bisect_left(bounds, value)] += 1  # upper bounds are inclusive
+        for index, count in enumerate(counts):
+            if count:
+                buckets[index].inc(count)
+        total.inc(sum(values))
+
     def count(self, **labels: str) -> float:
         return self.sample("_count", **labels)
 
@@ -280,6 +303,8 @@ class ServerMetrics:
         payload = event.payload if isinstance(event.payload, dict) else {}
         if event.type == "EXECUTION_STATUS_UPDATE":
             self._on_status(payload, event.prompt_id, now)
+            if event.node_timings is not None:
+                self._on_node_timings(event.node_timings())
         elif event.type == "NODE_EXECUTING":
             self._on_node_start(payload, event.prompt_id, now)
         elif event.type in ("NODE_COMPLETE", "NODE_ERROR"):
@@ -291,6 +316,17 @@ class ServerMetrics:
                 self.runs_running.set(running)
             if pending is not None:
                 self.runs_queued.set(pending)
+
+    def _on_node_timings(self, timings: Iterable[tuple[str, str, float]]) -> None:
+        by_series: dict[tuple[str, str], list[float]] = {}
+        for node_type, status, seconds in timings:
+            found = by_series.get((node_type, status))
+            if found is None:
+                by_series[(node_type, status)] = [seconds]
+            else:
+                found.append(seconds)
+        for (node_type, status), values in by_series.items():
+            self.node_duration.observe_many(values, type=node_type, status=status)
 
     def _on_status(self, payload: dict[str, Any], prompt_id: str | None, now: float) -> None:
         run = str(payload.get("promptId") or prompt_id or "")

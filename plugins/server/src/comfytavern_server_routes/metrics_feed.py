@@ -17,6 +17,7 @@ from anyio.abc import TaskStatus
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from comfytavern.events import HubEvent
 from comfytavern.services import METRICS
 from comfytavern_server_routes.metrics import UNMATCHED, ServerMetrics
 
@@ -36,9 +37,16 @@ def metrics_for(kernel: Any) -> ServerMetrics:
 async def run_event_metrics(kernel: Any, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
     """Feed hub events into the kernel's metrics until cancelled (started by the plugin's lifespan)."""
     metrics = metrics_for(kernel)
-    wanted = {"EXECUTION_STATUS_UPDATE", "NODE_EXECUTING", "NODE_COMPLETE", "NODE_ERROR", "SYSTEM_QUEUE_UPDATE"}
+    statuses = {"EXECUTION_STATUS_UPDATE", "SYSTEM_QUEUE_UPDATE"}
+    node_events = {"NODE_EXECUTING", "NODE_COMPLETE", "NODE_ERROR"}
+
+    # The scheduler's own runs (events with a frame) report node durations on their final status
+    # event; node events are timed one by one only for runs elsewhere (relayed, or synthetic).
+    def accept(e: HubEvent) -> bool:
+        return e.type in statuses or (e.frame is None and e.type in node_events)
+
     while True:
-        subscription = kernel.hub.subscribe(max_buffer=100_000, accept=lambda e: e.type in wanted)
+        subscription = kernel.hub.subscribe(max_buffer=100_000, accept=accept)
         task_status.started()
         task_status = anyio.TASK_STATUS_IGNORED
         with subscription:
