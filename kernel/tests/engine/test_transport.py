@@ -48,14 +48,29 @@ async def mixed(websocket: WebSocket) -> None:
     await websocket.close(4000, "bye")
 
 
-@pytest.fixture
-def server_url() -> Iterator[str]:
+SIZES = (0, 1, 125, 126, 127, 65535, 65536, 70000)
+
+
+async def sizes(websocket: WebSocket) -> None:
+    """Direct frames across the three header lengths (7-bit, 16-bit, 64-bit payload length)."""
+    await websocket.accept()
+    try_send = websocket.scope["extensions"][SEND_TEXT_FRAME]
+    for n in SIZES:
+        text = "é" * (n // 2) + "x" * (n % 2)  # n UTF-8 bytes
+        if not try_send(text.encode()):
+            await websocket.send_text(text)
+    await websocket.close()
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "deflate"])
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = Starlette(routes=[WebSocketRoute("/ws", burst), WebSocketRoute("/mixed", mixed)])
+    app = Starlette(routes=[WebSocketRoute("/ws", burst), WebSocketRoute("/mixed", mixed), WebSocketRoute("/sizes", sizes)])
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", ws="comfytavern.engine.transport:CoalescingWebSocketProtocol"
+        app, log_level="warning", lifespan="off", ws="comfytavern.engine.transport:CoalescingWebSocketProtocol",
+        ws_per_message_deflate=request.param,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -88,16 +103,29 @@ def test_frames_arrive_in_order_and_the_close_handshake_works(server_url: str) -
 
 
 def test_direct_frames_keep_their_order_among_asgi_sends(server_url: str) -> None:
-    async def client() -> tuple[list[str], str, int | None]:
+    async def client() -> tuple[list[str], str, int | None, bool]:
         async with websockets.connect(server_url.replace("/ws", "/mixed")) as ws:
+            compressed = bool(ws.response.headers.get("Sec-WebSocket-Extensions"))
             await ws.send(str(N))
             texts = [await ws.recv() for _ in range(N)]
             summary = await ws.recv()
             with pytest.raises(websockets.ConnectionClosed) as info:
                 await ws.recv()
-            return texts, summary, info.value.rcvd.code if info.value.rcvd else None  # type: ignore[return-value]
+            return texts, summary, info.value.rcvd.code if info.value.rcvd else None, compressed  # type: ignore[return-value]
 
-    texts, summary, code = asyncio.run(client())
+    texts, summary, code, compressed = asyncio.run(client())
     assert texts == [f'{{"n": {i}}}' for i in range(N)]
-    assert summary == f'{{"direct": {N - (N + 2) // 3}}}'  # every frame not sent through ASGI went direct
+    # Without compression every frame not sent through ASGI went direct; with it none may.
+    expected = 0 if compressed else N - (N + 2) // 3
+    assert summary == f'{{"direct": {expected}}}'
     assert code == 4000
+
+
+def test_direct_frames_of_every_header_length(server_url: str) -> None:
+    async def client() -> list[str]:
+        async with websockets.connect(server_url.replace("/ws", "/sizes"), max_size=None) as ws:
+            return [await ws.recv() for _ in SIZES]  # type: ignore[misc]
+
+    texts = asyncio.run(client())
+    assert [len(t.encode()) for t in texts] == list(SIZES)
+    assert texts[-1] == "é" * 35000

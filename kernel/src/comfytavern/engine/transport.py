@@ -15,7 +15,10 @@ encoded UTF-8 JSON and returns ``True``, without a coroutine, a message dict, a 
 re-encode, or the middleware's ``send`` wrappers (none of which looks at data frames); it
 returns ``False`` (nothing sent) whenever the general path must decide (socket not writable,
 closing, closed), and the caller then sends through ASGI as usual. A run sends three frames per
-node, so this is the per-node cost of a watched run.
+node, so this is the per-node cost of a watched run: the frame header is written here (a
+server's frames are unmasked: two to ten bytes before the payload) instead of by the
+``websockets`` frame objects, only for complete, uncompressed text messages on an open
+connection (no extension negotiated), and in order with everything the protocol queues.
 """
 
 from __future__ import annotations
@@ -23,15 +26,29 @@ from __future__ import annotations
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 __all__ = ["SEND_TEXT_FRAME", "CoalescingWebSocketProtocol"]
 
 #: Scope extension key of the direct data-frame path (see the module docstring).
 SEND_TEXT_FRAME = "comfytavern.websocket.try_send_text_frame"
 
+#: Headers of final, unmasked text frames with payloads of 0..125 bytes (RFC 6455, 5.2).
+_SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
+
+
+def _text_header(n: int) -> bytes:
+    if n < 126:
+        return _SHORT_HEADERS[n]
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big")
+    return b"\x81\x7f" + n.to_bytes(8, "big")
+
 
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     _flush_pending = False
+    #: Direct frames (header, payload, ...) and protocol output taken before them, in order.
+    _out: list[bytes] | None = None
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -41,18 +58,25 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def try_send_text_frame(self, frame: bytes) -> bool:
         """Queue ``frame`` (UTF-8 JSON text) as one text message; ``False``: use the ASGI path."""
+        conn = self.conn
         if (
             not self.handshake_complete
             or self.close_sent
             or self.initial_response is not None
             or self.disconnected
             or not self.writable.is_set()
+            or conn.state is not State.OPEN
+            or conn.extensions
+            or conn.expect_continuation_frame
         ):
             return False
-        try:
-            self.conn.send_text(frame)
-        except Exception:  # noqa: BLE001 - the ASGI path reports the state error
-            return False
+        out = self._out
+        if out is None:
+            out = self._out = []
+        if conn.writes:  # queued by the protocol before this frame: written before it
+            out.extend(conn.data_to_send())
+        out.append(_text_header(len(frame)))
+        out.append(frame)
         if not self._flush_pending:
             self._flush_pending = True
             self.loop.call_soon(self._flush)
@@ -61,6 +85,12 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     def _flush(self) -> None:
         self._flush_pending = False
         output = self.conn.data_to_send()
+        out = self._out
+        if out:
+            self._out = []
+            if output:
+                out.extend(output)
+            output = out
         if output and not self.transport.is_closing():
             self.transport.write(b"".join(output))
 
