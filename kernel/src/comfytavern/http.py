@@ -69,7 +69,6 @@ class JsonTooDeep(msgspec.DecodeError):
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
-_ESCAPE_PAIR = re.compile(rb"\\.", re.DOTALL)
 _BRACKET_STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 / -1 as signed bytes
 
 
@@ -82,13 +81,15 @@ def _nesting_exceeds(raw: bytes, limit: int) -> bool:
     """
     if raw.count(b"[") + raw.count(b"{") <= limit:  # fewer openings than the limit: most bodies
         return False
-    # Escape pairs dropped first (valid JSON has backslashes only there), then everything but
-    # quotes and brackets: the strings left are plain ``"..."`` (a 1000-node workflow: ~10x
-    # faster than a regex over all of it).
+    # Escapes first (valid JSON has backslashes only there): only an escaped quote could be
+    # taken for a string's end; ``\\`` pairs go first so ``\\"`` keeps its real quote.
     if b"\\" in raw:
-        raw = _ESCAPE_PAIR.sub(b"", raw)
-    # Between the quotes now left, even pieces are outside strings, odd ones inside.
-    brackets = b"".join(raw.translate(None, _NOT_STRUCTURE).split(b'"')[::2])
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Quotes and brackets only. Whether a bracket is inside a string depends only on the parity
+    # of the quotes before it, which dropping adjacent pairs (strings without brackets: nearly
+    # all of them) keeps; what is left to split is a few strings that do contain brackets.
+    structure = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    brackets = b"".join(structure.split(b'"')[::2]) if b'"' in structure else structure
     if len(brackets) <= limit:
         return False
     return max(itertools.accumulate(memoryview(brackets.translate(_BRACKET_STEP)).cast("b"))) > limit

@@ -241,20 +241,12 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
             for key, value in wire.inputs.items():
                 if value is not None:
                     static[key] = value
+        # Positional: a keyword call of a dataclass costs noticeably more, once per node.
         pnode = PNode(
-            index=len(nodes),
-            id=wire.id,
-            full_type=wire.full_type,
-            node=node,
-            fn=fn,
-            kind=BYPASS if wire.bypassed else fn_kind,
-            mode_id=mode_id,
-            config_values=config,
-            input_defs=input_defs,
-            output_defs=output_defs,
-            static_inputs=static,
-            stream_slots=stream_slots,
+            len(nodes), wire.id, wire.full_type, node, fn, BYPASS if wire.bypassed else fn_kind, mode_id, config,
+            input_defs, output_defs, static,
         )
+        pnode.stream_slots = stream_slots
         ids[wire.id] = pnode.index
         nodes.append(pnode)
     wires = {w.id: w for w in payload.nodes}

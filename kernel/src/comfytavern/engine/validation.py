@@ -97,13 +97,17 @@ def input_issues(payload: ExecutionPayload, registry: NodeRegistry) -> list[Issu
     # Mode and slots per node type (when the node sets no config of its own): the same for
     # every instance, so a chain of one type looks them up once.
     plans: dict[str, tuple[str | None, Mapping[str, Input]]] = {}
+    # ``(id(slot), type, value) -> result`` of values that passed: a chain of one node type
+    # usually repeats the same preset values (a mode, a model name) on every node.
+    passed: dict[tuple[int, type, Any], Any] = {}
+    none: frozenset[str] = frozenset()
     for wire in payload.nodes:
         if wire.bypassed or (not wire.inputs and not wire.config_values):
             continue
         node = registry.get(wire.full_type)
         if node is None:
             continue  # reported by prepare
-        _check_node(wire, node, connected.get(wire.id, frozenset()), issues, plans)
+        _check_node(wire, node, connected.get(wire.id, none), issues, plans, passed)
         if len(issues) >= _MAX_ISSUES:
             return issues[:_MAX_ISSUES]
     return issues
@@ -118,7 +122,7 @@ def _connected_inputs(payload: ExecutionPayload) -> dict[str, frozenset[str]]:
             continue  # an ordering-only edge carries no value
         keys = found.setdefault(edge.target_node_id, set())
         keys.add(handle)
-        match = _MULTI_HANDLE.match(handle)
+        match = _MULTI_HANDLE.match(handle) if "__" in handle else None
         if match:
             keys.add(match.group(1))
     return {node_id: frozenset(keys) for node_id, keys in found.items()}
@@ -130,6 +134,7 @@ def _check_node(
     connected: frozenset[str],
     issues: list[Issue],
     plans: dict[str, tuple[str | None, Mapping[str, Input]]] | None = None,
+    passed: dict[tuple[int, type, Any], Any] | None = None,
 ) -> None:
     definition = node.definition
     plan = plans.get(wire.full_type) if plans is not None and not wire.config_values else None
@@ -146,10 +151,19 @@ def _check_node(
         slot = input_defs.get(key)
         if slot is None or value is None or key in connected:
             continue
-        label = f"node {wire.id} ({wire.full_type})"
-        fixed = _check_value(slot, value, label, key, "input", wire.id, issues)
+        memo = (id(slot), type(value), value) if passed is not None and type(value) in _MEMO_TYPES else None
+        if memo is not None:
+            fixed = passed.get(memo, _MISSING)  # type: ignore[union-attr]
+            if fixed is not _MISSING:
+                if fixed is not _UNCHANGED:
+                    wire.inputs[key] = fixed
+                continue
+        before = len(issues)
+        fixed = _check_value(slot, value, f"node {wire.id} ({wire.full_type})", key, "input", wire.id, issues)
         if fixed is not _UNCHANGED:
             wire.inputs[key] = fixed
+        if memo is not None and len(issues) == before:
+            passed[memo] = fixed  # type: ignore[index]
     if not wire.config_values:
         return
     schema = dict(definition.config_schema or {})
@@ -166,6 +180,9 @@ def _check_node(
 
 
 _UNCHANGED: Any = object()
+_MISSING: Any = object()
+#: Value types whose check result depends only on the slot and the value (hashable, immutable).
+_MEMO_TYPES = frozenset({str, int, float, bool})
 
 
 def _check_value(slot: Input, value: Any, label: str, key: str, what: str, node_id: str, issues: list[Issue]) -> Any:
