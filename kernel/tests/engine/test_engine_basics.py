@@ -224,3 +224,25 @@ async def test_long_cpu_only_chain_yields_to_the_event_loop(run_graph: Any, mk: 
         tg.cancel_scope.cancel()
     assert execution.node_outputs()[f"n{n - 1}"] == {"result": n - 1}
     assert ticks > 3
+
+
+async def test_each_node_gets_a_context_with_its_own_fields(registry: Any) -> None:
+    """The context is built positionally (once per node): every field lands where it belongs."""
+    from comfytavern.auth import Principal
+    from comfytavern.engine import Execution, convert_payload, prepare
+    from comfytavern.services import Services
+
+    user = Principal(id="bob", username="bob")
+    payload = convert_payload({
+        "nodes": [{"id": "n1", "fullType": "t:Const", "inputs": {"value": 1}, "configValues": {"k": "v"}}],
+        "interfaceInputs": {"i": {"x": 1}}, "interfaceOutputs": {"o": {"y": 2}}, "metadata": {"m": 3},
+    })
+    graph = prepare(payload, registry)
+    services = Services()
+    execution = Execution(graph, prompt_id="p9", user=user, emit=lambda t, p: None, services=services)
+    node = graph.nodes[0]
+    ctx = execution._context(node)
+    assert (ctx.prompt_id, ctx.node_id, ctx.user, ctx.mode_id) == ("p9", "n1", user, node.mode_id)
+    assert ctx.config_values == node.config_values and ctx.config_values["k"] == "v"
+    assert (ctx.interface_inputs, ctx.interface_outputs, ctx.metadata) == ({"i": {"x": 1}}, {"o": {"y": 2}}, {"m": 3})
+    assert ctx.services is services and ctx._reporter is execution and ctx._node_index == node.index

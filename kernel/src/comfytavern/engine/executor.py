@@ -287,20 +287,12 @@ class Execution:
 
     def _context(self, p: PNode) -> NodeContext:
         graph = self.graph
+        # Positional (one per node that runs; a keyword call costs noticeably more), in field order:
+        # prompt_id, node_id, user, config_values, mode_id, interface_inputs, interface_outputs,
+        # services, metadata, _progress, _credentials, _reporter, _node_index.
         return NodeContext(
-            prompt_id=self.prompt_id,
-            node_id=p.id,
-            user=self.user,
-            config_values=p.config_values,
-            mode_id=p.mode_id,
-            interface_inputs=graph.interface_inputs,
-            interface_outputs=graph.interface_outputs,
-            services=self.services,
-            metadata=graph.metadata,
-            _progress=_no_progress,
-            _credentials=self._credentials,
-            _reporter=self,
-            _node_index=p.index,
+            self.prompt_id, p.id, self.user, p.config_values, p.mode_id, graph.interface_inputs,
+            graph.interface_outputs, self.services, graph.metadata, _no_progress, self._credentials, self, p.index,
         )
 
     async def report_progress(self, index: int, value: float, maximum: float | None) -> None:
