@@ -301,12 +301,15 @@ def cold_start(quick: bool) -> None:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     floor = time.perf_counter() - t0
-    warm = Served()  # writes the bytecode caches, if missing
+    # "With bytecode" means with it whatever the caller's environment says (a shell with
+    # PYTHONDONTWRITEBYTECODE=1 would otherwise measure the project's own modules compiled).
+    bytecode: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": None, "PYTHONPYCACHEPREFIX": None}
+    warm = Served(bytecode)  # writes the bytecode caches, if missing
     warm.wait_ready()
     warm.stop()
     with_bytecode, without = [], []
     for _ in range(tries):  # alternate
-        s = Served()
+        s = Served(bytecode)
         with_bytecode.append(s.wait_ready())
         s.stop()
         s = Served({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="ct-nopyc-")})

@@ -20,6 +20,11 @@ from typing import Any
 EXE = Path(sys.executable).with_name("comfytavern")
 
 
+def _environment(overrides: dict[str, str | None]) -> dict[str, str]:
+    merged = {**os.environ, **overrides}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,7 +43,8 @@ def healthz(base: str, timeout: float = 5.0) -> bool:
 class Served:
     """One ``comfytavern serve`` process."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str | None] | None = None) -> None:
+        """``env`` is laid over this process's environment; a ``None`` value removes the variable."""
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix="ct-bench-")
         self.base = f"http://127.0.0.1:{self.port}"
@@ -46,7 +52,7 @@ class Served:
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             [str(EXE), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.data],
-            cwd=self.data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+            cwd=self.data, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_environment(env or {}),
         )
 
     def wait_ready(self, limit: float = 60.0, step: float = 0.005) -> float:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import json
 import os
@@ -80,8 +81,17 @@ def uvicorn_config(app: Any, config: Config, **overrides: Any) -> Any:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import gc
+    # Start-up builds ~80,000 objects (modules, plugins, the node registry) and no garbage:
+    # collecting while it runs costs ~25 ms of the start (measured) and finds nothing. The
+    # collector is back on once they are frozen below (or on any early return).
+    gc.disable()
+    try:
+        return _serve(args)
+    finally:
+        gc.enable()
 
+
+def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from comfytavern.app import create_app
@@ -94,6 +104,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 2
     _configure_logging(config)
     if args.reload:
+        gc.enable()  # this process only supervises the reloading one
         os.environ[OVERRIDES_ENV] = json.dumps(cli_overrides(args))
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
         uvicorn.run(
@@ -139,6 +150,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     # and 1, 260 ms in all, with these): a run allocates thousands of short-lived containers,
     # and each open socket keeps ~100 long-lived objects that every full collection traverses.
     gc.set_threshold(10_000, 20, 100)
+    gc.enable()
     if sockets:
         addresses = ", ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s in sockets)
         handoff.log.info("serving on the listening socket(s) kept across the restart: %s", addresses)

@@ -32,8 +32,6 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import h11
-
 __all__ = ["LISTEN_FDS_ENV", "StandIn", "adopt", "begin", "export_for_exec", "listening_sockets"]
 
 log = logging.getLogger("comfytavern.restart")
@@ -107,6 +105,8 @@ class StandIn:
                 log.info("restart: answered %d request(s) while no server was serving", self.answered)
 
     def _answer(self, conn: socket.socket) -> None:
+        import h11  # only while restarting: not part of every start-up
+
         conn.settimeout(READ_TIMEOUT)
         http = h11.Connection(h11.SERVER)
         try:

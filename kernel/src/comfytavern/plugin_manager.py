@@ -99,6 +99,7 @@ class PluginLoader:
         self.disabled = set(disabled)
         self.strict = strict
         self.table: dict[str, PluginInfo] = {}
+        self._all_entry_points: Any = None  # md.EntryPoints (3.12+) or SelectableGroups (3.11)
 
     # -- selection -------------------------------------------------------------------------
     def is_allowed(self, name: str, distribution: str | None) -> bool:
@@ -108,10 +109,17 @@ class PluginLoader:
         return self.enabled is None or bool(names & self.enabled)
 
     # -- loading ---------------------------------------------------------------------------
+    def _entry_points(self) -> Any:
+        """Every installed entry point, read once per loader (a scan reads every distribution's
+        metadata); new installs are seen by the next loader (a restart, ``comfytavern plugins``)."""
+        if self._all_entry_points is None:
+            importlib.invalidate_caches()
+            self._all_entry_points = md.entry_points()
+        return self._all_entry_points
+
     def load_entry_points(self, group: str, kind: PluginKind) -> None:
         """Load every allowed entry point of ``group`` (de-duplicated by distribution)."""
-        importlib.invalidate_caches()
-        for ep in sorted(md.entry_points(group=group), key=lambda e: e.name):
+        for ep in sorted(self._entry_points().select(group=group), key=lambda e: e.name):
             dist = ep.dist
             info = PluginInfo(
                 name=ep.name,
