@@ -82,8 +82,9 @@ def _nesting_exceeds(raw: bytes, limit: int) -> bool:
     if raw.count(b"[") + raw.count(b"{") <= limit:  # fewer openings than the limit: most bodies
         return False
     # Escapes first (valid JSON has backslashes only there): only an escaped quote could be
-    # taken for a string's end; ``\\`` pairs go first so ``\\"`` keeps its real quote.
-    if b"\\" in raw:
+    # taken for a string's end; ``\\`` pairs go first so ``\\"`` keeps its real quote. With no
+    # backslash right before a quote anywhere, every quote is real and nothing needs dropping.
+    if b'\\"' in raw:
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     # Quotes and brackets only. Whether a bracket is inside a string depends only on the parity
     # of the quotes before it, which dropping adjacent pairs (strings without brackets: nearly

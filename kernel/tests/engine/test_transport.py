@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from comfytavern.engine.transport import SEND_TEXT_FRAME
+from comfytavern.engine.transport import SEND_TEXT_FRAME, SEND_TEXT_FRAMES
 
 N = 2000
 
@@ -48,6 +48,24 @@ async def mixed(websocket: WebSocket) -> None:
     await websocket.close(4000, "bye")
 
 
+async def batches(websocket: WebSocket) -> None:
+    """Batches of direct frames (1, 2, 3... frames) between single ASGI sends."""
+    await websocket.accept()
+    try_send_many = websocket.scope["extensions"][SEND_TEXT_FRAMES]
+    n, size = 0, 1
+    while n < N:
+        frames = [f'{{"n": {i}}}'.encode() for i in range(n, min(N, n + size))]
+        if not try_send_many(frames):
+            for frame in frames:
+                await websocket.send_text(frame.decode())
+        n += len(frames)
+        if n < N:
+            await websocket.send_text(f'{{"n": {n}}}')
+            n += 1
+        size += 1
+    await websocket.close(4001)
+
+
 SIZES = (0, 1, 125, 126, 127, 65535, 65536, 70000)
 
 
@@ -67,7 +85,8 @@ def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = Starlette(routes=[WebSocketRoute("/ws", burst), WebSocketRoute("/mixed", mixed), WebSocketRoute("/sizes", sizes)])
+    app = Starlette(routes=[WebSocketRoute("/ws", burst), WebSocketRoute("/mixed", mixed), WebSocketRoute("/sizes", sizes),
+                          WebSocketRoute("/batches", batches)])
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", ws="comfytavern.engine.transport:CoalescingWebSocketProtocol",
         ws_per_message_deflate=request.param,
@@ -129,3 +148,11 @@ def test_direct_frames_of_every_header_length(server_url: str) -> None:
     texts = asyncio.run(client())
     assert [len(t.encode()) for t in texts] == list(SIZES)
     assert texts[-1] == "é" * 35000
+
+
+def test_batches_of_direct_frames_keep_their_order(server_url: str) -> None:
+    async def client() -> list[str]:
+        async with websockets.connect(server_url.replace("/ws", "/batches")) as ws:
+            return [await ws.recv() for _ in range(N)]  # type: ignore[misc]
+
+    assert asyncio.run(client()) == [f'{{"n": {i}}}' for i in range(N)]

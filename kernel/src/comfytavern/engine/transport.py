@@ -23,15 +23,18 @@ connection (no extension negotiated), and in order with everything the protocol 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-__all__ = ["SEND_TEXT_FRAME", "CoalescingWebSocketProtocol"]
+__all__ = ["SEND_TEXT_FRAME", "SEND_TEXT_FRAMES", "CoalescingWebSocketProtocol"]
 
 #: Scope extension key of the direct data-frame path (see the module docstring).
 SEND_TEXT_FRAME = "comfytavern.websocket.try_send_text_frame"
+#: The same for several frames at once: ``try_send_many(frames: Sequence[bytes]) -> bool``.
+SEND_TEXT_FRAMES = "comfytavern.websocket.try_send_text_frames"
 
 #: Headers of final, unmasked text frames with payloads of 0..125 bytes (RFC 6455, 5.2).
 _SHORT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
@@ -55,9 +58,18 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
             scope["extensions"][SEND_TEXT_FRAME] = self.try_send_text_frame
+            scope["extensions"][SEND_TEXT_FRAMES] = self.try_send_text_frames
 
     def try_send_text_frame(self, frame: bytes) -> bool:
         """Queue ``frame`` (UTF-8 JSON text) as one text message; ``False``: use the ASGI path."""
+        return self.try_send_text_frames((frame,))
+
+    def try_send_text_frames(self, frames: Sequence[bytes]) -> bool:
+        """Queue each of ``frames`` as one text message, all or none (``False``: none was sent).
+
+        All or none holds: whether the socket is writable only changes when the buffer is
+        written, which happens after this returns.
+        """
         conn = self.conn
         if (
             not self.handshake_complete
@@ -73,10 +85,13 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         out = self._out
         if out is None:
             out = self._out = []
-        if conn.writes:  # queued by the protocol before this frame: written before it
+        if conn.writes:  # queued by the protocol before these frames: written before them
             out.extend(conn.data_to_send())
-        out.append(_text_header(len(frame)))
-        out.append(frame)
+        append = out.append
+        for frame in frames:
+            n = len(frame)
+            append(_SHORT_HEADERS[n] if n < 126 else _text_header(n))
+            append(frame)
         if not self._flush_pending:
             self._flush_pending = True
             self.loop.call_soon(self._flush)

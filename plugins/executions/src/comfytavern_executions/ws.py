@@ -31,7 +31,7 @@ from comfytavern.auth import Principal, optional_principal, scope_refusal
 from comfytavern.engine import PayloadError, SchedulerClosed, convert_payload, safe_encoder
 from comfytavern.engine.payload import ExecutionPayload, decode_valid_payload
 from comfytavern.engine.scheduler import Scheduler
-from comfytavern.engine.transport import SEND_TEXT_FRAME
+from comfytavern.engine.transport import SEND_TEXT_FRAMES
 from comfytavern.events import HubEvent
 from comfytavern.http import MAX_JSON_DEPTH, _nesting_exceeds, decode_json, websocket_route
 from comfytavern.revocation import reauthenticate
@@ -43,6 +43,8 @@ from comfytavern_executions.ws_fanout import Fanout, fanout_for
 __all__ = ["websocket_routes"]
 
 log = logging.getLogger("comfytavern.executions.ws")
+#: At most this many queued events are written per direct send (the rest on the next turn).
+_SEND_BATCH = 512
 
 #: Close code for a socket that fell too far behind (RFC 6455 "try again later").
 CLOSE_TOO_SLOW = 1013
@@ -180,8 +182,9 @@ class Connection:
 
     async def sender(self) -> None:
         send = self.websocket.send_text
-        # Under ``comfytavern serve``: encoded run events go straight to the protocol's buffer.
-        try_send = self.websocket.scope.get("extensions", {}).get(SEND_TEXT_FRAME)
+        # Under ``comfytavern serve``: encoded run events go straight to the protocol's buffer,
+        # every event queued since the last wake-up at once.
+        try_send = self.websocket.scope.get("extensions", {}).get(SEND_TEXT_FRAMES)
         outbox = self.outbox
         encode = safe_encoder.encode
         # The connected editor's event translation (absent for the native dialect: events go as-is).
@@ -203,11 +206,17 @@ class Connection:
             if isinstance(item, str):
                 await send(item)
             elif translate is None:
-                frame = item.frame  # run events come encoded once by the scheduler
-                if frame is None:
-                    frame = encode({"type": item.type, "payload": item.payload})
-                if try_send is None or not try_send(frame):
-                    await send(frame.decode())
+                # Run events come encoded once by the scheduler; the rest are encoded here.
+                frames = [item.frame or encode({"type": item.type, "payload": item.payload})]
+                while outbox and len(frames) < _SEND_BATCH:
+                    event = outbox[0]
+                    if isinstance(event, str):
+                        break  # a reply of this socket's own: sent in order, by the general path
+                    outbox.popleft()
+                    frames.append(event.frame or encode({"type": event.type, "payload": event.payload}))
+                if try_send is None or not try_send(frames):
+                    for frame in frames:
+                        await send(frame.decode())
             else:
                 message = translate(item.type, item.payload)
                 if message is not None:
