@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,8 @@ class Subscription:
     closed: bool = False
     #: How many events this subscriber failed on (its ``accept`` raised).
     failures: int = 0
+    #: Only events of these types are offered (checked by the hub, before ``accept``).
+    types: frozenset[str] | None = None
 
     def _offer(self, event: HubEvent) -> None:
         if self.closed or self.overflowed:
@@ -144,6 +146,9 @@ class EventHub:
         if subscribers is None:
             subscribers = self._snapshot = tuple(self._subscribers)
         for sub in subscribers:
+            types = sub.types
+            if types is not None and event.type not in types:
+                continue  # no call at all for the events a subscriber never wants
             try:
                 sub._offer(event)
             except Exception as exc:  # noqa: BLE001 - one subscriber must not break the publisher
@@ -178,9 +183,14 @@ class EventHub:
         return event
 
     def subscribe(
-        self, *, max_buffer: int = 10_000, accept: Callable[[HubEvent], bool] | None = None
+        self,
+        *,
+        max_buffer: int = 10_000,
+        accept: Callable[[HubEvent], bool] | None = None,
+        types: Collection[str] | None = None,
     ) -> Subscription:
-        sub = Subscription(self, max_buffer, accept)
+        """A new subscription; ``types`` limits it to those event types, ``accept`` filters further."""
+        sub = Subscription(self, max_buffer, accept, types=frozenset(types) if types is not None else None)
         self._subscribers.add(sub)
         self._snapshot = None
         return sub

@@ -143,3 +143,22 @@ async def test_failing_observers_are_counted_and_runs_go_on(tmp_path: Path, capl
     assert kernel.hub.failures["observer:raising-observer"] == 15
     assert kernel.hub.failures["observer:exiting-observer"] == 15
     assert "raising-observer" in caplog.text and "exiting-observer" in caplog.text
+
+
+def test_a_subscription_limited_to_types_is_offered_nothing_else() -> None:
+    from comfytavern.events import EventHub, HubEvent
+
+    hub = EventHub()
+    asked: list[str] = []
+
+    def accept(event: HubEvent) -> bool:
+        asked.append(event.type)
+        return event.payload.get("keep", True)
+
+    sub = hub.subscribe(types={"A", "B"}, accept=accept)
+    everything = hub.subscribe()
+    for type_, keep in (("A", True), ("C", True), ("B", False), ("B", True), ("D", True)):
+        hub.publish(HubEvent(type_, {"keep": keep}))
+    assert asked == ["A", "B", "B"]  # C and D never reach accept
+    assert [e.type for e in iter(sub.get_nowait, None)] == ["A", "B"]
+    assert [e.type for e in iter(everything.get_nowait, None)] == ["A", "C", "B", "B", "D"]

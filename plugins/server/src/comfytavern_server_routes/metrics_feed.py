@@ -46,7 +46,7 @@ async def run_event_metrics(kernel: Any, *, task_status: TaskStatus[None] = anyi
         return e.type in statuses or (e.frame is None and e.type in node_events)
 
     while True:
-        subscription = kernel.hub.subscribe(max_buffer=100_000, accept=accept)
+        subscription = kernel.hub.subscribe(max_buffer=100_000, accept=accept, types=statuses | node_events)
         task_status.started()
         task_status = anyio.TASK_STATUS_IGNORED
         with subscription:
