@@ -510,17 +510,20 @@ class Execution:
     def node_status(self) -> dict[str, dict[str, Any]]:
         """``{nodeId: {status, error?, reason?, startedAt?, finishedAt?}}`` (times in ms)."""
         out: dict[str, dict[str, Any]] = {}
-        for p in self.graph.nodes:
-            i = p.index
-            entry: dict[str, Any] = {"status": NODE_STATUS_NAMES[self.state[i]]}
-            if i in self.errors:
-                entry["error"] = self.errors[i]
-            if i in self.skip_reasons:
-                entry["reason"] = self.skip_reasons[i]
-            if self.started_at[i]:
-                entry["startedAt"] = int(self.started_at[i] * 1000)
-            if self.finished_at[i]:
-                entry["finishedAt"] = int(self.finished_at[i] * 1000)
+        names, state, errors, skips = NODE_STATUS_NAMES, self.state, self.errors, self.skip_reasons
+        started_at, finished_at = self.started_at, self.finished_at
+        for i, p in enumerate(self.graph.nodes):  # once per run, for every node: locals only
+            entry: dict[str, Any] = {"status": names[state[i]]}
+            if errors and i in errors:
+                entry["error"] = errors[i]
+            if skips and i in skips:
+                entry["reason"] = skips[i]
+            started = started_at[i]
+            if started:
+                entry["startedAt"] = int(started * 1000)
+            finished = finished_at[i]
+            if finished:
+                entry["finishedAt"] = int(finished * 1000)
             out[p.id] = entry
         return out
 
