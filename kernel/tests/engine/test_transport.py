@@ -1,5 +1,5 @@
 """The coalescing WebSocket protocol on a real uvicorn server: order, text, close code, the direct
-data-frame path (``SEND_TEXT_FRAME``)."""
+data-frame path (``SEND_TEXT_FRAMES``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from comfytavern.engine.transport import SEND_TEXT_FRAME, SEND_TEXT_FRAMES
+from comfytavern.engine.transport import SEND_TEXT_FRAMES
 
 N = 2000
 
@@ -34,13 +34,13 @@ async def mixed(websocket: WebSocket) -> None:
     """Direct frames interleaved with ASGI ones, then a close: one ordered stream."""
     await websocket.accept()
     count = int(await websocket.receive_text())
-    try_send = websocket.scope["extensions"][SEND_TEXT_FRAME]
+    try_send_many = websocket.scope["extensions"][SEND_TEXT_FRAMES]
     direct = 0
     for i in range(count):
         text = f'{{"n": {i}}}'
         if i % 3 == 0:
             await websocket.send_text(text)
-        elif try_send(text.encode()):
+        elif try_send_many([text.encode()]):
             direct += 1
         else:
             await websocket.send_text(text)
@@ -72,10 +72,10 @@ SIZES = (0, 1, 125, 126, 127, 65535, 65536, 70000)
 async def sizes(websocket: WebSocket) -> None:
     """Direct frames across the three header lengths (7-bit, 16-bit, 64-bit payload length)."""
     await websocket.accept()
-    try_send = websocket.scope["extensions"][SEND_TEXT_FRAME]
+    try_send_many = websocket.scope["extensions"][SEND_TEXT_FRAMES]
     for n in SIZES:
         text = "é" * (n // 2) + "x" * (n % 2)  # n UTF-8 bytes
-        if not try_send(text.encode()):
+        if not try_send_many([text.encode()]):
             await websocket.send_text(text)
     await websocket.close()
 

@@ -10,11 +10,11 @@ Use it with ``uvicorn.Config(app, ws="comfytavern.engine.transport:CoalescingWeb
 It is what carries run events to the editor, so it lives beside the engine.
 
 It also offers the app a direct path for data frames, the ASGI scope extension
-:data:`SEND_TEXT_FRAME`: ``try_send(frame: bytes) -> bool`` queues one text frame of already
-encoded UTF-8 JSON and returns ``True``, without a coroutine, a message dict, a decode and
-re-encode, or the middleware's ``send`` wrappers (none of which looks at data frames); it
-returns ``False`` (nothing sent) whenever the general path must decide (socket not writable,
-closing, closed), and the caller then sends through ASGI as usual. A run sends three frames per
+:data:`SEND_TEXT_FRAMES`: ``try_send(frames: Sequence[bytes]) -> bool`` queues each frame of
+already encoded UTF-8 JSON as one text message and returns ``True``, without a coroutine, a
+message dict, a decode and re-encode, or the middleware's ``send`` wrappers (none of which looks
+at data frames); it returns ``False`` (nothing sent) whenever the general path must decide
+(socket not writable, closing, closed), and the caller then sends through ASGI as usual. A run sends three frames per
 node, so this is the per-node cost of a watched run: the frame header is written here (a
 server's frames are unmasked: two to ten bytes before the payload) instead of by the
 ``websockets`` frame objects, only for complete, uncompressed text messages on an open
@@ -29,11 +29,9 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import State
 
-__all__ = ["SEND_TEXT_FRAME", "SEND_TEXT_FRAMES", "CoalescingWebSocketProtocol"]
+__all__ = ["SEND_TEXT_FRAMES", "CoalescingWebSocketProtocol"]
 
 #: Scope extension key of the direct data-frame path (see the module docstring).
-SEND_TEXT_FRAME = "comfytavern.websocket.try_send_text_frame"
-#: The same for several frames at once: ``try_send_many(frames: Sequence[bytes]) -> bool``.
 SEND_TEXT_FRAMES = "comfytavern.websocket.try_send_text_frames"
 
 #: Headers of final, unmasked text frames with payloads of 0..125 bytes (RFC 6455, 5.2).
@@ -57,12 +55,7 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
-            scope["extensions"][SEND_TEXT_FRAME] = self.try_send_text_frame
             scope["extensions"][SEND_TEXT_FRAMES] = self.try_send_text_frames
-
-    def try_send_text_frame(self, frame: bytes) -> bool:
-        """Queue ``frame`` (UTF-8 JSON text) as one text message; ``False``: use the ASGI path."""
-        return self.try_send_text_frames((frame,))
 
     def try_send_text_frames(self, frames: Sequence[bytes]) -> bool:
         """Queue each of ``frames`` as one text message, all or none (``False``: none was sent).
