@@ -538,9 +538,9 @@ class Execution:
         """
         nodes, state, started, finished = self.graph.nodes, self.state, self.started_at, self.finished_at
         for i, s in enumerate(state):
-            if s == COMPLETE and nodes[i].kind != BYPASS and nodes[i].kind != BYPASS_STREAM:
+            if s == COMPLETE:  # a bypassed node ends BYPASSED: it did not run
                 yield nodes[i].full_type, "complete", max(0.0, finished[i] - started[i])
-            elif s == ERROR and started[i]:
+            elif s == ERROR and started[i] and not nodes[i].bypassed:
                 yield nodes[i].full_type, "error", max(0.0, finished[i] - started[i])
 
     def error_summary(self) -> dict[str, Any]:

@@ -42,8 +42,7 @@ def register_services() -> list[ServiceUse]:
 @hookimpl
 def register_middleware(kernel: Any) -> list[HttpMiddleware]:
     # Outer: requests refused by the host check, body limit or auth are counted too.
-    metrics = metrics_for(kernel)
-    return [HttpMiddleware(MetricsMiddleware, {"metrics_getter": lambda: metrics}, layer="outer")]
+    return [HttpMiddleware(MetricsMiddleware, {"metrics": metrics_for(kernel)}, layer="outer")]
 
 
 @hookimpl

@@ -91,9 +91,9 @@ def route_templates(routes: Sequence[BaseRoute]) -> dict[int, str]:
 class MetricsMiddleware:
     """Pure ASGI: counts HTTP requests by route template and status, and open WebSockets."""
 
-    def __init__(self, app: ASGIApp, *, metrics_getter: Any) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: ServerMetrics) -> None:
         self.app = app
-        self._metrics_getter = metrics_getter
+        self.metrics = metrics
         self._templates: dict[int, str] | None = None
 
     def _template(self, scope: Scope) -> str:
@@ -112,7 +112,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        metrics: ServerMetrics = self._metrics_getter()
+        metrics = self.metrics
         started = time.perf_counter()
         status = 500
 
@@ -131,7 +131,7 @@ class MetricsMiddleware:
             metrics.http_duration.observe(time.perf_counter() - started, method=method, route=template)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics: ServerMetrics = self._metrics_getter()
+        metrics = self.metrics
         accepted = False
 
         # A plain function returning ``send``'s awaitable, not a coroutine of its own: it is on
