@@ -142,8 +142,12 @@ class LoggingConfig(_Section):
     format: Literal["auto", "json", "text"] = "auto"
 
 
-#: Valid ``editor.dialect`` values (the editor-dialect plugin applies them; docs/configuration.md).
-EDITOR_DIALECTS = ("auto", "2025-10", "seed-2025-06")
+#: The ``editor.dialect`` names: the later editor (native) and the seed-era one. The plugins
+#: that recognise a build (static-frontend) and translate (editor-dialect) use these names.
+EDITOR_DIALECT_LATER = "2025-10"
+EDITOR_DIALECT_SEED = "seed-2025-06"
+#: Valid ``editor.dialect`` values (docs/configuration.md).
+EDITOR_DIALECTS = ("auto", EDITOR_DIALECT_LATER, EDITOR_DIALECT_SEED)
 
 
 class EditorConfig(_Section):

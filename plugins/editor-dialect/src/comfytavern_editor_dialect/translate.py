@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from comfytavern.config import EDITOR_DIALECTS
+from comfytavern.config import EDITOR_DIALECT_LATER, EDITOR_DIALECT_SEED, EDITOR_DIALECTS
 from comfytavern.services import WsEventTranslator
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ __all__ = [
 
 log = logging.getLogger("comfytavern.editor_dialect")
 
-SEED = "seed-2025-06"
-LATER = "2025-10"
+SEED = EDITOR_DIALECT_SEED
+LATER = EDITOR_DIALECT_LATER
 AUTO = "auto"
 #: Every dialect the server can speak; the first is the native one.
 DIALECTS = (LATER, SEED)

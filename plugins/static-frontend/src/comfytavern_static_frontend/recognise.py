@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-#: The ``editor.dialect`` names of the two editors.
-SEED = "seed-2025-06"
-LATER = "2025-10"
+from comfytavern.config import EDITOR_DIALECT_LATER as LATER
+from comfytavern.config import EDITOR_DIALECT_SEED as SEED
 
 __all__ = ["recognise_build"]
 
