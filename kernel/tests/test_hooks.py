@@ -348,7 +348,12 @@ def test_hook_register_middleware(tmp_path: Path) -> None:
         def register_middleware(self, kernel: Any) -> list[Any]:
             return ["not a middleware"]
 
-    plugins = [Outer(), Inner(), Broken()]
+    class WrongOptions:
+        @hookimpl
+        def register_middleware(self, kernel: Any) -> list[HttpMiddleware]:
+            return [HttpMiddleware(recorder("outer"), {"colour": "red"}, layer="outer")]  # takes ``tag``
+
+    plugins = [Outer(), Inner(), Broken(), WrongOptions()]
     kernel = make_kernel(tmp_path, storage=NO_STORAGE, plugins=plugins)
     with client_for(kernel) as client:
         assert client.get("/healthz").status_code == 200
@@ -359,6 +364,7 @@ def test_hook_register_middleware(tmp_path: Path) -> None:
         assert entered == ["outer:a", "outer:c"]
     status = {row["name"]: row["status"] for row in kernel.plugin_rows()}
     assert (status["Outer"], status["Inner"], status["Broken"]) == ("loaded", "loaded", "error")
+    assert status["WrongOptions"] == "error"  # refused at start-up, not on every request
 
 
 def test_hook_on_execution_event(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ manager, event hub and registry.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, TypeVar
@@ -42,6 +43,20 @@ T = TypeVar("T")
 
 class StartupError(Exception):
     """The server cannot start as configured (conflict, missing backend, bad plugin settings)."""
+
+
+def _middleware_problem(item: Any) -> str | None:
+    """Why ``item`` cannot be installed, checked now: Starlette builds the middleware on the first
+    request, where a wrong option would fail every request instead of this one plugin."""
+    if not isinstance(item, HttpMiddleware):
+        return f"{item!r}, not an HttpMiddleware"
+    if item.layer not in ("outer", "inner"):
+        return f"an unknown layer {item.layer!r} (outer or inner)"
+    try:
+        inspect.signature(item.cls).bind(None, **item.options)
+    except (TypeError, ValueError) as exc:
+        return f"{getattr(item.cls, '__qualname__', item.cls)!r} with options it does not take: {exc}"
+    return None
 
 
 def _provider(info: PluginInfo) -> str:
@@ -285,9 +300,9 @@ class Kernel:
         out: dict[MiddlewareLayer, list[HttpMiddleware]] = {"outer": [], "inner": []}
         for info, items in self.call_each("register_middleware", kernel=self):
             items = list(items or ())
-            bad = [i for i in items if not isinstance(i, HttpMiddleware) or i.layer not in out]
-            if bad:  # none of this plugin's middleware: half a set could do more harm than none
-                self.loader.fail(info.name, PluginError(f"register_middleware returned {bad[0]!r}"))
+            problem = next((p for p in map(_middleware_problem, items) if p), None)
+            if problem:  # none of this plugin's middleware: half a set could do more harm than none
+                self.loader.fail(info.name, PluginError(f"register_middleware returned {problem}"))
                 continue
             for item in items:
                 out[item.layer].append(item)
