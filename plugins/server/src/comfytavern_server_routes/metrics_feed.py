@@ -30,7 +30,8 @@ _CONVERTOR = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 def metrics_for(kernel: Any) -> ServerMetrics:
     """The kernel's :class:`ServerMetrics` (the ``METRICS`` service, created on first use)."""
     metrics = kernel.services.setdefault(METRICS, ServerMetrics)
-    assert isinstance(metrics, ServerMetrics)
+    if not isinstance(metrics, ServerMetrics):  # another plugin provided METRICS first
+        raise TypeError(f"the METRICS service is a {type(metrics).__qualname__}, not this plugin's ServerMetrics")
     return metrics
 
 
