@@ -103,6 +103,29 @@ def test_two_edges_into_a_single_input(registry: NodeRegistry, mk: Any) -> None:
     assert issues_of(registry, raw)[0]["type"] == "too_many_connections"
 
 
+def test_crowded_single_inputs_name_every_edge_in_order(registry: NodeRegistry, mk: Any) -> None:
+    # Two crowded inputs, reported in the order of their first edge, each with all its edge ids
+    # in edge order (an edge without an id is named by its position; a repeated edge counts).
+    no_id = {"sourceNodeId": "z", "sourceHandle": "value", "targetNodeId": "a", "targetHandle": "a"}
+    raw = {
+        "nodes": [mk.node("x", "Const"), mk.node("y", "Const"), mk.node("z", "Const"), mk.node("a", "Add"), mk.node("b", "Add")],
+        "edges": [
+            mk.edge("y", "value", "b", "a", "e1"),
+            mk.edge("x", "value", "a", "a", "e2"),
+            mk.edge("z", "value", "b", "a", "e3"),
+            mk.edge("x", "value", "a", "a", "e4"),
+            mk.edge("x", "value", "a", "b", "e5"),
+            no_id,
+            mk.edge("y", "value", "b", "b", "e7"),
+        ],
+    }
+    crowded = [e for e in issues_of(registry, raw) if e["type"] == "too_many_connections"]
+    assert [(e["nodeId"], e["input"], e["message"]) for e in crowded] == [
+        ("b", "a", "input 'a' of node b has 2 connections (e1, e3); it accepts one"),
+        ("a", "a", "input 'a' of node a has 3 connections (e2, e4, #5); it accepts one"),
+    ]
+
+
 def test_cycles_name_only_the_nodes_on_the_cycle(registry: NodeRegistry, mk: Any) -> None:
     raw = {
         "nodes": [mk.node("m1", "Add"), mk.node("m2", "Add"), mk.node("after", "Add"), mk.node("self", "Sum")],

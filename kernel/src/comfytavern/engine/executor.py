@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -203,7 +203,7 @@ class Execution:
                 await anyio.sleep(0)
                 self._slice_end = time.perf_counter() + interval
 
-    def _release(self, targets: list[int], into: list[int] | None) -> list[int]:
+    def _release(self, targets: Sequence[int], into: list[int] | None) -> list[int]:
         ready = into if into is not None else []
         pending, state = self.pending, self.state
         for t in targets:

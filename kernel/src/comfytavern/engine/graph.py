@@ -9,16 +9,31 @@ per node. All walks are iterative, so deep chains cannot hit the recursion limit
 from __future__ import annotations
 
 import gc
-import inspect
-import re
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from comfytavern.engine.bypass import bypass_outputs, bypass_plan, copy_default
+from comfytavern.engine.cycles import cyclic_nodes
 from comfytavern.engine.issues import Issue, WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
-from comfytavern.nodes.definition import EMPTY_VALUES, Input, Node, Output
+from comfytavern.engine.plan import (
+    ASYNC,
+    ASYNC_GEN,
+    BYPASS,
+    BYPASS_STREAM,
+    GENERATOR_KINDS,
+    MULTI_HANDLE,
+    SYNC,
+    SYNC_GEN,
+    Limits,
+    PNode,
+    PreparedGraph,
+    StreamEdge,
+    compatible,
+    is_stream_output,
+    kind_of,
+)
+from comfytavern.nodes.definition import Input, Node
 from comfytavern.nodes.registry import NodeRegistry
 from comfytavern.storage.projects import GROUP_NODE_TYPE
 
@@ -33,123 +48,14 @@ __all__ = [
     "Limits",
     "PreparedGraph",
     "PNode",
+    "bypass_outputs",
     "compatible",
     "is_stream_output",
     "prepare",
 ]
 
-SYNC, ASYNC, ASYNC_GEN, SYNC_GEN, BYPASS, BYPASS_STREAM = range(6)
-GENERATOR_KINDS = frozenset({ASYNC_GEN, SYNC_GEN, BYPASS_STREAM})
-_MULTI_HANDLE = re.compile(r"^(.*)__(\d+)$")
 _MAX_ISSUES = 200
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size limits that keep one huge payload from hurting the server."""
-
-    max_nodes: int = 50_000
-    max_edges: int = 200_000
-
-
-@dataclass(slots=True, eq=False)
-class PNode:
-    """One node, ready to run: everything static about it is precomputed."""
-
-    index: int
-    id: str
-    full_type: str
-    node: Node
-    fn: Any
-    kind: int
-    mode_id: str | None
-    config_values: dict[str, Any]
-    input_defs: Mapping[str, Input]
-    output_defs: Mapping[str, Output]
-    #: Preset value, else the definition default, for every input (connected ones too: a
-    #: connected input whose source produced nothing falls back to it).
-    static_inputs: dict[str, Any]
-    #: ``(key, source index, source slot, stream edge index or -1)`` for single inputs.
-    single: list[tuple[str, int, str, int]] = field(default_factory=list)
-    #: ``(key, [(source index, source slot, stream edge index or -1), ...])`` in wire order.
-    multi: list[tuple[str, list[tuple[int, str, int]]]] = field(default_factory=list)
-    #: Connected required inputs that have no static fallback (checked after resolution).
-    late_required: tuple[str, ...] = ()
-    value_out: list[int] = field(default_factory=list)
-    stream_out: list[int] = field(default_factory=list)
-    stream_edges_out: list[int] = field(default_factory=list)
-    stream_edges_in: list[int] = field(default_factory=list)
-    n_in: int = 0
-    stream_slots: tuple[str, ...] = ()
-    pass_through: dict[str, str] = field(default_factory=dict)
-    interface_stream_keys: list[str] = field(default_factory=list)
-
-    @property
-    def bypassed(self) -> bool:
-        return self.kind in (BYPASS, BYPASS_STREAM)
-
-
-@dataclass(slots=True)
-class StreamEdge:
-    index: int
-    source: int
-    slot: str
-    target: int
-
-
-@dataclass(eq=False)
-class PreparedGraph:
-    nodes: list[PNode]
-    stream_edges: list[StreamEdge]
-    #: interface output key -> (source index, slot, is stream)
-    interface: dict[str, tuple[int, str, bool]]
-    interface_inputs: dict[str, Any]
-    interface_outputs: dict[str, Any]
-    metadata: dict[str, Any]
-    workflow_id: str | None
-    roots: list[int]
-    ids: dict[str, int]
-
-
-def _kind_of(fn: Any) -> int:
-    if inspect.isasyncgenfunction(fn):
-        return ASYNC_GEN
-    if inspect.iscoroutinefunction(fn):
-        return ASYNC
-    if inspect.isgeneratorfunction(fn):
-        return SYNC_GEN
-    return SYNC
-
-
-def is_stream_output(slot: Output | Input | None) -> bool:
-    return slot is not None and (slot.is_stream or slot.data_flow_type == "STREAM")
-
-
-_LOOSE = frozenset({"WILDCARD", "CONVERTIBLE_ANY"})
-_WIDENING = {("INTEGER", "FLOAT"), ("INTEGER", "STRING"), ("FLOAT", "STRING"), ("BOOLEAN", "STRING")}
-
-
-def compatible(out: Output, inp: Input) -> bool:
-    """Can ``out`` feed ``inp``? Wildcards, shared match categories, equal or widening types."""
-    a, b = out.data_flow_type, inp.data_flow_type
-    if a in _LOOSE or b in _LOOSE or out.allow_dynamic_type or inp.allow_dynamic_type:
-        return True
-    ca, cb = out.match_categories or (), inp.match_categories or ()
-    if "BehaviorWildcard" in ca or "BehaviorWildcard" in cb:
-        return True
-    if ca and cb and set(ca) & set(cb):
-        return True
-    return a == b or (a, b) in _WIDENING
-
-
-def _split_handle(handle: str, inputs: Mapping[str, Input]) -> tuple[str, bool]:
-    """``text_inputs__0`` -> (``text_inputs``, True) when ``text_inputs`` is a multi input."""
-    if handle in inputs:
-        return handle, inputs[handle].multi
-    m = _MULTI_HANDLE.match(handle)
-    if m and m.group(1) in inputs and inputs[m.group(1)].multi:
-        return m.group(1), True
-    return handle, False
+_DEFAULT_LIMITS = Limits()
 
 
 class _Issues:
@@ -165,7 +71,7 @@ class _Issues:
             raise WorkflowInvalid(self.items)
 
 
-def prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = Limits()) -> PreparedGraph:
+def prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = _DEFAULT_LIMITS) -> PreparedGraph:
     """Validate ``payload`` against ``registry`` and precompute the run plan.
 
     Raises :class:`WorkflowInvalid` listing every problem found (per node).
@@ -181,6 +87,12 @@ def prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = 
             gc.enable()
 
 
+#: Per node type and mode, the same for every instance: ``(mode id, function, input slots,
+#: output slots, default values, keys of mutable defaults, streaming output keys, kind,
+#: required input keys)``.
+_Plan = tuple[Any, ...]
+
+
 def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) -> PreparedGraph:
     issues = _Issues()
     if len(payload.nodes) > limits.max_nodes:
@@ -189,78 +101,141 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
         issues.add(type="too_large", message=f"workflow has {len(payload.edges)} edges; the limit is {limits.max_edges}")
     issues.raise_if_any()
 
+    nodes, ids, required = _plan_nodes(payload, registry, issues)
+    stream_edges, multi_sources, crowded = _plan_edges(payload, nodes, ids, issues)
+    if crowded:
+        _report_crowded_inputs(payload, nodes, ids, crowded, issues)
+    if multi_sources:
+        _order_multi_inputs(payload, nodes, multi_sources)
+    _check_required_inputs(nodes, required, issues)
+    interface = _plan_interface(payload, nodes, ids, issues)
+    for pnode in nodes:
+        if pnode.kind == BYPASS:
+            pnode.pass_through = bypass_plan(pnode)
+            if pnode.stream_edges_out or pnode.interface_stream_keys:
+                pnode.kind = BYPASS_STREAM
+
+    issues.raise_if_any()
+    cyclic = cyclic_nodes(nodes)
+    if cyclic:
+        message = f"Workflow contains a cycle involving nodes: {', '.join(cyclic[:50])}" + (" ..." if len(cyclic) > 50 else "")
+        for node_id in cyclic:
+            issues.add(type="dependency_cycle", node_id=node_id, nodes=cyclic, message=message)
+    issues.raise_if_any()
+    return PreparedGraph(
+        nodes=nodes,
+        stream_edges=stream_edges,
+        interface=interface,
+        interface_inputs=payload.interface_inputs,
+        interface_outputs=payload.interface_outputs,
+        metadata=payload.metadata,
+        workflow_id=payload.workflow_id or payload.metadata.get("workflowId"),
+        roots=[p.index for p in nodes if p.n_in == 0],
+        ids=ids,  # no unknown type (-1) is left: each one raised above
+    )
+
+
+def _plan_for(node: Node, config: dict[str, Any]) -> _Plan:
+    mode_id, fn = node.execute_for(config)
+    input_defs, output_defs = node.slots_for(mode_id)
+    defaults = {k: slot.default for k, slot in input_defs.items() if slot.default is not None}
+    mutable = tuple(k for k, v in defaults.items() if isinstance(v, (dict, list)))
+    stream_slots = tuple(k for k, o in output_defs.items() if is_stream_output(o))
+    required = tuple(k for k, slot in input_defs.items() if slot.required)
+    return (mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, kind_of(fn), required)
+
+
+def _plan_nodes(payload: ExecutionPayload, registry: NodeRegistry, issues: _Issues) -> tuple[list[PNode], dict[str, int], list[tuple[str, ...]]]:
+    """The nodes in payload order, their index by id (-1: unknown type) and, per node, its
+    required input keys. The per-node loop of the whole preparation: keep it lean."""
     ids: dict[str, int] = {}
     nodes: list[PNode] = []
-    # Per (type, mode): slots, kind and default values are the same for every instance.
-    plans: dict[tuple[str, str | None, Any], tuple[Any, ...]] = {}
+    required: list[tuple[str, ...]] = []
+    plans: dict[tuple[int, str | None], _Plan] = {}
+    get = registry.get
     for wire in payload.nodes:
-        if wire.id in ids:
-            issues.add(type="duplicate_node_id", node_id=wire.id, message=f"node id {wire.id!r} is used twice")
+        wire_id, full_type = wire.id, wire.full_type
+        if wire_id in ids:
+            issues.add(type="duplicate_node_id", node_id=wire_id, message=f"node id {wire_id!r} is used twice")
             continue
-        node = registry.get(wire.full_type)
+        node = get(full_type)
         if node is None:
-            if wire.full_type == GROUP_NODE_TYPE:
+            if full_type == GROUP_NODE_TYPE:
                 message = "node groups need metadata.projectId and a referencedWorkflowId to be expanded"
-                issues.add(type="node_group_error", node_id=wire.id, message=message)
+                issues.add(type="node_group_error", node_id=wire_id, message=message)
             else:
-                issues.add(
-                    type="unknown_node_type",
-                    node_id=wire.id,
-                    message=f"Node type {wire.full_type} not found or not executable.",
-                )
-            ids[wire.id] = -1
+                message = f"Node type {full_type} not found or not executable."
+                issues.add(type="unknown_node_type", node_id=wire_id, message=message)
+            ids[wire_id] = -1
             continue
         definition = node.definition
         if definition.config_values or wire.config_values:
             config = dict(definition.config_values or {})
             config.update(wire.config_values)
+            mode_key = config.get(definition.mode_config_key) if definition.modes and definition.mode_config_key else None
+            plan_key = (id(node), mode_key if isinstance(mode_key, str) else None)
         else:
             config = {}
-        mode_key = config.get(definition.mode_config_key) if definition.modes and definition.mode_config_key else None
-        plan_key = (wire.full_type, mode_key if isinstance(mode_key, str) else None, id(node))
+            plan_key = (id(node), None)
         plan = plans.get(plan_key)
         if plan is None:
-            mode_id, fn = node.execute_for(config)
-            input_defs, output_defs = node.slots_for(mode_id)
-            defaults = {k: slot.default for k, slot in input_defs.items() if slot.default is not None}
-            mutable = tuple(k for k, v in defaults.items() if isinstance(v, (dict, list)))
-            stream_slots = tuple(k for k, o in output_defs.items() if is_stream_output(o))
-            plan = (mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, _kind_of(fn))
-            plans[plan_key] = plan
-        mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, fn_kind = plan
-        if fn is None and not wire.bypassed:
+            plan = plans[plan_key] = _plan_for(node, config)
+        mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, fn_kind, needed = plan
+        bypassed = wire.bypassed
+        if fn is None and not bypassed:
             issues.add(
                 type="not_executable",
-                node_id=wire.id,
-                message=f"Node {wire.full_type} ({wire.id}) has no execute function for mode {mode_id!r}.",
+                node_id=wire_id,
+                message=f"Node {full_type} ({wire_id}) has no execute function for mode {mode_id!r}.",
             )
-        static = dict(defaults)
+        static = defaults.copy()
         for key in mutable:
-            static[key] = _copy_default(static[key])
+            static[key] = copy_default(static[key])
         if wire.inputs:
             for key, value in wire.inputs.items():
                 if value is not None:
                     static[key] = value
+        index = len(nodes)
         # Positional: a keyword call of a dataclass costs noticeably more, once per node.
-        pnode = PNode(
-            len(nodes), wire.id, wire.full_type, node, fn, BYPASS if wire.bypassed else fn_kind, mode_id, config,
-            input_defs, output_defs, static,
+        nodes.append(
+            PNode(
+                index,
+                wire_id,
+                full_type,
+                node,
+                fn,
+                BYPASS if bypassed else fn_kind,
+                mode_id,
+                config,
+                input_defs,
+                output_defs,
+                static,
+                [],
+                [],
+                stream_slots,
+            )
         )
-        pnode.stream_slots = stream_slots
-        ids[wire.id] = pnode.index
-        nodes.append(pnode)
-    wires = {w.id: w for w in payload.nodes}
+        ids[wire_id] = index
+        required.append(needed)
+    return nodes, ids, required
 
-    # -- edges --------------------------------------------------------------------------------
+
+def _plan_edges(
+    payload: ExecutionPayload, nodes: list[PNode], ids: dict[str, int], issues: _Issues
+) -> tuple[list[StreamEdge], dict[tuple[int, str], list[tuple[str, int, str, int]]], set[tuple[int, str]]]:
+    """Wire the edges into the nodes; returns the stream edges, the sources of multi inputs (in
+    edge order) and the single inputs that got more than one connection."""
     stream_edges: list[StreamEdge] = []
-    single_sources: dict[tuple[int, str], list[str]] = {}
     multi_sources: dict[tuple[int, str], list[tuple[str, int, str, int]]] = {}
-    connected: set[tuple[int, str]] = set()
+    crowded: set[tuple[int, str]] = set()
+    # Slots are shared by every node of a type: a chain checks the same pair again and again.
+    checked: dict[tuple[int, int], bool] = {}
+    get_id = ids.get
     for pos, edge in enumerate(payload.edges):
-        edge_id = edge.id or f"#{pos}"
-        src_i = ids.get(edge.source_node_id)
-        tgt_i = ids.get(edge.target_node_id)
+        src_i = get_id(edge.source_node_id)
+        tgt_i = get_id(edge.target_node_id)
         if src_i is None or tgt_i is None:
+            edge_id = edge.id or f"#{pos}"
             missing = edge.source_node_id if src_i is None else edge.target_node_id
             issues.add(
                 type="unknown_node",
@@ -272,9 +247,13 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
         if src_i < 0 or tgt_i < 0:
             continue  # the unknown type is already reported
         if src_i == tgt_i:
-            issues.add(type="dependency_cycle", node_id=edge.source_node_id, edge_id=edge_id,
-                       nodes=[edge.source_node_id],
-                       message=f"Workflow contains a cycle involving nodes: {edge.source_node_id}")
+            issues.add(
+                type="dependency_cycle",
+                node_id=edge.source_node_id,
+                edge_id=edge.id or f"#{pos}",
+                nodes=[edge.source_node_id],
+                message=f"Workflow contains a cycle involving nodes: {edge.source_node_id}",
+            )
             continue
         src, tgt = nodes[src_i], nodes[tgt_i]
         s_handle = edge.source_handle or ""
@@ -288,79 +267,139 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
             issues.add(
                 type="unknown_output",
                 node_id=src.id,
-                edge_id=edge_id,
+                edge_id=edge.id or f"#{pos}",
                 output=s_handle,
                 message=f"node {src.id} ({src.full_type}) has no output {s_handle!r}",
             )
             continue
-        key, is_multi = _split_handle(t_handle, tgt.input_defs)
-        in_slot = tgt.input_defs.get(key)
-        if in_slot is None and not tgt.node.definition.dynamic_slots:
-            issues.add(
-                type="unknown_input",
-                node_id=tgt.id,
-                edge_id=edge_id,
-                input=t_handle,
-                message=f"node {tgt.id} ({tgt.full_type}) has no input {t_handle!r}",
-            )
-            continue
-        if out_slot is not None and in_slot is not None and not compatible(out_slot, in_slot):
-            issues.add(
-                type="incompatible_connection",
-                node_id=tgt.id,
-                edge_id=edge_id,
-                input=key,
-                output=s_handle,
-                message=(
-                    f"output {s_handle!r} of {src.id} ({out_slot.data_flow_type}) cannot feed input "
-                    f"{key!r} of {tgt.id} ({in_slot.data_flow_type})"
-                ),
-            )
-            continue
+        input_defs = tgt.input_defs
+        in_slot = input_defs.get(t_handle)
+        if in_slot is not None:
+            key, is_multi = t_handle, in_slot.multi
+        else:
+            key, is_multi = _split_handle(t_handle, input_defs)
+            in_slot = input_defs.get(key)
+            if in_slot is None and not tgt.node.definition.dynamic_slots:
+                issues.add(
+                    type="unknown_input",
+                    node_id=tgt.id,
+                    edge_id=edge.id or f"#{pos}",
+                    input=t_handle,
+                    message=f"node {tgt.id} ({tgt.full_type}) has no input {t_handle!r}",
+                )
+                continue
+        if out_slot is not None and in_slot is not None:
+            pair = (id(out_slot), id(in_slot))
+            fits = checked.get(pair)
+            if fits is None:
+                fits = checked[pair] = compatible(out_slot, in_slot)
+            if not fits:
+                issues.add(
+                    type="incompatible_connection",
+                    node_id=tgt.id,
+                    edge_id=edge.id or f"#{pos}",
+                    input=key,
+                    output=s_handle,
+                    message=(f"output {s_handle!r} of {src.id} ({out_slot.data_flow_type}) cannot feed input {key!r} of {tgt.id} ({in_slot.data_flow_type})"),
+                )
+                continue
         stream_idx = -1
-        if src.kind in GENERATOR_KINDS or (src.kind == BYPASS and out_slot is not None and is_stream_output(out_slot)):
+        kind = src.kind
+        if kind in GENERATOR_KINDS or (kind == BYPASS and out_slot is not None and is_stream_output(out_slot)):
             if s_handle in src.stream_slots:
                 stream_idx = len(stream_edges)
                 stream_edges.append(StreamEdge(stream_idx, src_i, s_handle, tgt_i))
         if stream_idx >= 0:
-            src.stream_out.append(tgt_i)
-            src.stream_edges_out.append(stream_idx)
-            tgt.stream_edges_in.append(stream_idx)
+            _add_stream_edge(src, tgt, tgt_i, stream_idx)
         else:
             src.value_out.append(tgt_i)
-        connected.add((tgt_i, key))
         if is_multi:
-            multi_sources.setdefault((tgt_i, key), []).append((edge_id, src_i, s_handle, stream_idx))
+            multi_sources.setdefault((tgt_i, key), []).append((edge.id or f"#{pos}", src_i, s_handle, stream_idx))
         else:
-            single_sources.setdefault((tgt_i, key), []).append(edge_id)
-            tgt.single.append((key, src_i, s_handle, stream_idx))
+            single = tgt.single
+            if single and any(entry[0] == key for entry in single):
+                crowded.add((tgt_i, key))
+            single.append((key, src_i, s_handle, stream_idx))
+    return stream_edges, multi_sources, crowded
 
-    for (tgt_i, key), edge_ids in single_sources.items():
-        if len(edge_ids) > 1:
-            tgt = nodes[tgt_i]
-            issues.add(
-                type="too_many_connections",
-                node_id=tgt.id,
-                input=key,
-                message=f"input {key!r} of node {tgt.id} has {len(edge_ids)} connections ({', '.join(edge_ids)}); it accepts one",
-            )
+
+def _split_handle(handle: str, inputs: Mapping[str, Input]) -> tuple[str, bool]:
+    """``text_inputs__0`` -> (``text_inputs``, True) when ``text_inputs`` is a multi input."""
+    if handle in inputs:
+        return handle, inputs[handle].multi
+    m = MULTI_HANDLE.match(handle)
+    if m and m.group(1) in inputs and inputs[m.group(1)].multi:
+        return m.group(1), True
+    return handle, False
+
+
+def _add_stream_edge(src: PNode, tgt: PNode, tgt_i: int, stream_idx: int) -> None:
+    """Append to the stream lists, which start as the shared empty tuple (most nodes have none)."""
+    if isinstance(src.stream_out, list):
+        src.stream_out.append(tgt_i)
+    else:
+        src.stream_out = [tgt_i]
+    if isinstance(src.stream_edges_out, list):
+        src.stream_edges_out.append(stream_idx)
+    else:
+        src.stream_edges_out = [stream_idx]
+    if isinstance(tgt.stream_edges_in, list):
+        tgt.stream_edges_in.append(stream_idx)
+    else:
+        tgt.stream_edges_in = [stream_idx]
+
+
+def _report_crowded_inputs(payload: ExecutionPayload, nodes: list[PNode], ids: dict[str, int], crowded: set[tuple[int, str]], issues: _Issues) -> None:
+    """One issue per single input with several connections, in the order of their first edge.
+
+    Only on this error path are the edges read again for their ids: an edge wired into a single
+    input is the one with that target, target handle (= the input key) and source slot.
+    """
+    wired = {(tgt_i, key): {(src_i, slot) for k, src_i, slot, _ in nodes[tgt_i].single if k == key} for tgt_i, key in crowded}
+    found: dict[tuple[int, str], list[str]] = {}
+    for pos, edge in enumerate(payload.edges):
+        tgt_i = ids.get(edge.target_node_id)
+        src_i = ids.get(edge.source_node_id)
+        sources = wired.get((tgt_i, edge.target_handle or "")) if tgt_i is not None else None
+        if sources is not None and (src_i, edge.source_handle or "") in sources:
+            found.setdefault((tgt_i, edge.target_handle or ""), []).append(edge.id or f"#{pos}")  # type: ignore[arg-type]
+    for (tgt_i, key), edge_ids in found.items():
+        tgt = nodes[tgt_i]
+        issues.add(
+            type="too_many_connections",
+            node_id=tgt.id,
+            input=key,
+            message=f"input {key!r} of node {tgt.id} has {len(edge_ids)} connections ({', '.join(edge_ids)}); it accepts one",
+        )
+
+
+def _order_multi_inputs(payload: ExecutionPayload, nodes: list[PNode], multi_sources: dict[tuple[int, str], list[tuple[str, int, str, int]]]) -> None:
+    """Sources of each multi input in the wire's ``inputConnectionOrders``, else edge order."""
+    wires = {w.id: w for w in payload.nodes}
     for (tgt_i, key), sources in multi_sources.items():
         tgt = nodes[tgt_i]
         order = wires[tgt.id].input_connection_orders.get(key) or []
         rank = {edge_id: n for n, edge_id in enumerate(order)}
-        ordered = sorted(enumerate(sources), key=lambda item: (rank.get(item[1][0], len(rank) + item[0])))
-        tgt.multi.append((key, [(s, slot, sidx) for _, (_, s, slot, sidx) in ordered]))
+        ordered = sorted(enumerate(sources), key=lambda item: rank.get(item[1][0], len(rank) + item[0]))
+        entry = (key, [(s, slot, sidx) for _, (_, s, slot, sidx) in ordered])
+        if isinstance(tgt.multi, list):
+            tgt.multi.append(entry)
+        else:
+            tgt.multi = [entry]
 
-    # -- required inputs ----------------------------------------------------------------------
-    for pnode in nodes:
-        if pnode.bypassed:
+
+def _check_required_inputs(nodes: list[PNode], required: list[tuple[str, ...]], issues: _Issues) -> None:
+    """Unconnected required inputs without a value are errors; connected ones without a static
+    fallback are checked again once their source ran (``late_required``)."""
+    for pnode, needed in zip(nodes, required, strict=True):
+        if not needed or pnode.kind == BYPASS or pnode.kind == BYPASS_STREAM:
             continue
+        connected = {entry[0] for entry in pnode.single}
+        connected.update(key for key, _ in pnode.multi)
         late: list[str] = []
-        for key, slot in pnode.input_defs.items():
-            if not slot.required:
-                continue
+        for key in needed:
             has_static = pnode.static_inputs.get(key) is not None
-            if (pnode.index, key) in connected:
+            if key in connected:
                 if not has_static:
                     late.append(key)
             elif not has_static:
@@ -370,9 +409,11 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
                     input=key,
                     message=f"Missing required input '{key}' for node {pnode.id} ({pnode.full_type})",
                 )
-        pnode.late_required = tuple(late)
+        if late:
+            pnode.late_required = tuple(late)
 
-    # -- interface outputs --------------------------------------------------------------------
+
+def _plan_interface(payload: ExecutionPayload, nodes: list[PNode], ids: dict[str, int], issues: _Issues) -> dict[str, tuple[int, str, bool]]:
     interface: dict[str, tuple[int, str, bool]] = {}
     for key, mapping in payload.output_interface_mappings.items():
         src_i = ids.get(mapping.source_node_id)
@@ -397,133 +438,8 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
         streamed = (src.kind in GENERATOR_KINDS or src.kind == BYPASS) and slot_key in src.stream_slots
         interface[key] = (src_i, slot_key, streamed)
         if streamed:
-            src.interface_stream_keys.append(key)
-
-    # -- bypass plans ------------------------------------------------------------------------
-    for pnode in nodes:
-        if pnode.kind == BYPASS:
-            pnode.pass_through = _bypass_plan(pnode)
-            if pnode.stream_edges_out or pnode.interface_stream_keys:
-                pnode.kind = BYPASS_STREAM
-
-    issues.raise_if_any()
-    _check_cycles(nodes, issues)
-    issues.raise_if_any()
-    roots = [p.index for p in nodes if p.n_in == 0]
-    return PreparedGraph(
-        nodes=nodes,
-        stream_edges=stream_edges,
-        interface=interface,
-        interface_inputs=payload.interface_inputs,
-        interface_outputs=payload.interface_outputs,
-        metadata=payload.metadata,
-        workflow_id=payload.workflow_id or payload.metadata.get("workflowId"),
-        roots=roots,
-        ids={k: v for k, v in ids.items() if v >= 0},
-    )
-
-
-def _copy_default(value: Any) -> Any:
-    """Mutable defaults (``{}``, ``[]``) must not be shared between runs or nodes."""
-    if isinstance(value, dict):
-        return dict(value)
-    if isinstance(value, list):
-        return list(value)
-    return value
-
-
-def _bypass_plan(pnode: PNode) -> dict[str, str]:
-    """Output -> input pass-through for a bypassed node (section 5.6 of the reference).
-
-    ``{"passThrough": ...}`` is used when the definition has it (compatible pairs only); without a
-    behaviour, each output takes the first not-yet-used compatible input; ``"mute"`` passes nothing.
-    """
-    behaviour = pnode.node.definition.bypass_behavior
-    if behaviour == "mute":
-        return {}
-    plan: dict[str, str] = {}
-    if behaviour is not None and not isinstance(behaviour, str):
-        for out_key, in_key in (behaviour.pass_through or {}).items():
-            out, inp = pnode.output_defs.get(out_key), pnode.input_defs.get(in_key)
-            if out is not None and inp is not None and _bypass_compatible(inp, out):
-                plan[out_key] = in_key
-        return plan
-    used: set[str] = set()
-    for out_key, out in pnode.output_defs.items():
-        for in_key, inp in pnode.input_defs.items():
-            if in_key in used:
-                continue
-            if _bypass_compatible(inp, out):
-                plan[out_key] = in_key
-                used.add(in_key)
-                break
-    return plan
-
-
-def _bypass_compatible(inp: Input, out: Output) -> bool:
-    if is_stream_output(inp) != is_stream_output(out):
-        return False
-    fake_out = Output(data_flow_type=inp.data_flow_type, match_categories=inp.match_categories)
-    fake_in = Input(data_flow_type=out.data_flow_type, match_categories=out.match_categories)
-    return compatible(fake_out, fake_in)
-
-
-def bypass_outputs(pnode: PNode, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Pseudo outputs of a bypassed node from its resolved inputs."""
-    behaviour = pnode.node.definition.bypass_behavior
-    defaults = {} if behaviour is None or isinstance(behaviour, str) else dict(behaviour.defaults or {})
-    out: dict[str, Any] = {}
-    for key, slot in pnode.output_defs.items():
-        in_key = pnode.pass_through.get(key)
-        value = inputs.get(in_key) if in_key is not None else None
-        if value is None:
-            if behaviour == "mute":
-                value = None
-            elif key in defaults:
-                value = defaults[key]
+            if isinstance(src.interface_stream_keys, list):
+                src.interface_stream_keys.append(key)
             else:
-                value = _copy_default(EMPTY_VALUES.get(slot.data_flow_type))
-        out[key] = value
-    return out
-
-
-def _check_cycles(nodes: list[PNode], issues: _Issues) -> None:
-    """Kahn's algorithm; on failure, trim nodes that merely sit downstream of a cycle."""
-    indegree = [p.n_in for p in nodes]
-    queue = deque(i for i, d in enumerate(indegree) if d == 0)
-    seen = 0
-    while queue:
-        i = queue.popleft()
-        seen += 1
-        p = nodes[i]
-        for t in p.value_out:
-            indegree[t] -= 1
-            if indegree[t] == 0:
-                queue.append(t)
-        for t in p.stream_out:
-            indegree[t] -= 1
-            if indegree[t] == 0:
-                queue.append(t)
-    if seen == len(nodes):
-        return
-    remaining = {i for i, d in enumerate(indegree) if d > 0}
-    # Drop nodes with no successor inside the remaining set until only cycles are left.
-    out_deg = {i: sum(1 for t in (*nodes[i].value_out, *nodes[i].stream_out) if t in remaining) for i in remaining}
-    preds: dict[int, list[int]] = {i: [] for i in remaining}
-    for i in remaining:
-        for t in (*nodes[i].value_out, *nodes[i].stream_out):
-            if t in remaining:
-                preds[t].append(i)
-    sinks = deque(i for i, d in out_deg.items() if d == 0)
-    while sinks:
-        i = sinks.popleft()
-        remaining.discard(i)
-        for s in preds[i]:
-            if s in remaining:
-                out_deg[s] -= 1
-                if out_deg[s] == 0:
-                    sinks.append(s)
-    cyclic = [nodes[i].id for i in sorted(remaining)]
-    message = f"Workflow contains a cycle involving nodes: {', '.join(cyclic[:50])}" + (" ..." if len(cyclic) > 50 else "")
-    for node_id in cyclic:
-        issues.add(type="dependency_cycle", node_id=node_id, nodes=cyclic, message=message)
+                src.interface_stream_keys = [key]
+    return interface
