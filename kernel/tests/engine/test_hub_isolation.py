@@ -162,3 +162,22 @@ def test_a_subscription_limited_to_types_is_offered_nothing_else() -> None:
     assert asked == ["A", "B", "B"]  # C and D never reach accept
     assert [e.type for e in iter(sub.get_nowait, None)] == ["A", "B"]
     assert [e.type for e in iter(everything.get_nowait, None)] == ["A", "C", "B", "B", "D"]
+
+
+def test_unframed_types_skip_the_encoded_events_of_those_types() -> None:
+    hub = EventHub()
+    asked: list[str] = []
+
+    def accept(event: HubEvent) -> bool:
+        asked.append(event.type)
+        return True
+
+    sub = hub.subscribe(types={"S", "N"}, unframed_types={"N"}, accept=accept)
+    everything = hub.subscribe()
+    hub.publish(HubEvent("N", {"n": 1}, "run", None, b'{"type":"N"}'))  # a local run's: skipped
+    hub.publish(HubEvent("N", {"n": 2}, "run"))  # relayed (no frame): offered
+    hub.publish(HubEvent("S", {"n": 3}, "run", None, b'{"type":"S"}'))  # framed, not listed: offered
+    hub.publish(HubEvent("X", {"n": 4}))  # not in types
+    assert asked == ["N", "S"]  # the skipped ones never reach accept
+    assert [e.payload["n"] for e in iter(sub.get_nowait, None)] == [2, 3]
+    assert [e.payload["n"] for e in iter(everything.get_nowait, None)] == [1, 2, 3, 4]

@@ -219,7 +219,9 @@ class Execution:
         self.state[i] = RUNNING
         self.started_at[i] = time.time()
         try:
-            inputs = await self._resolve(p)
+            inputs = self._resolve(p)
+            if p.stream_edges_in and (p.kind == SYNC or p.kind == SYNC_GEN):
+                await _drain_streams(inputs)
             if p.kind == BYPASS or p.kind == BYPASS_STREAM:
                 result = await self._bypass(p, inputs)
             else:
@@ -238,7 +240,8 @@ class Execution:
             return []
         self.finished_at[i] = time.time()
         self.outputs[i] = result
-        self._detach_inputs(p)
+        if p.stream_edges_in:
+            self._detach_inputs(p)
         if p.kind == BYPASS or p.kind == BYPASS_STREAM:
             self.state[i] = BYPASSED
         else:
@@ -251,7 +254,10 @@ class Execution:
                 )
         return self._release(p.value_out, None)
 
-    async def _resolve(self, p: PNode) -> dict[str, Any]:
+    def _resolve(self, p: PNode) -> dict[str, Any]:
+        """The node's inputs: static values, then what its sources produced (stream inputs as
+        their queues; a sync node's are drained by :func:`_drain_streams`). Not a coroutine: most
+        nodes have no stream input, and one coroutine less per node is measurable."""
         inputs = p.static_inputs.copy()
         outputs = self.outputs
         for key, src, slot, sidx in p.single:
@@ -277,12 +283,6 @@ class Execution:
                 raise NodeFailed(
                     f"Missing required input '{key}' for node {p.id} ({p.full_type}): its source produced no value"
                 )
-        if p.stream_edges_in and p.kind in (SYNC, SYNC_GEN):
-            for key, value in list(inputs.items()):
-                if isinstance(value, ChunkQueue):
-                    inputs[key] = await value.drain()
-                elif isinstance(value, list) and any(isinstance(v, ChunkQueue) for v in value):
-                    inputs[key] = [await v.drain() if isinstance(v, ChunkQueue) else v for v in value]
         return inputs
 
     def _context(self, p: PNode) -> NodeContext:
@@ -304,6 +304,8 @@ class Execution:
         kind = p.kind
         if kind == ASYNC:
             result = await p.fn(inputs, ctx)
+            if type(result) is dict:
+                return result  # the usual answer: no streaming check, no conversion
         elif kind == ASYNC_GEN:
             return await self._produce(p, p.fn(inputs, ctx))
         elif kind == SYNC_GEN:
@@ -556,6 +558,15 @@ class Execution:
             "failedNodes": failed,
             "skippedNodes": skipped,
         }
+
+
+async def _drain_streams(inputs: dict[str, Any]) -> None:
+    """A sync node gets its stream inputs as the full list of chunks (read to the end)."""
+    for key, value in list(inputs.items()):
+        if isinstance(value, ChunkQueue):
+            inputs[key] = await value.drain()
+        elif isinstance(value, list) and any(isinstance(v, ChunkQueue) for v in value):
+            inputs[key] = [await v.drain() if isinstance(v, ChunkQueue) else v for v in value]
 
 
 def _message(exc: BaseException) -> str:

@@ -20,12 +20,13 @@ import anyio.to_thread
 from anyio.abc import TaskGroup, TaskStatus
 
 from comfytavern.auth import Principal
+from comfytavern.engine.encoding import safe_encoder
 from comfytavern.engine.executor import Execution, ExecutionSettings
 from comfytavern.engine.graph import Limits, PreparedGraph
 from comfytavern.engine.groups import expand_groups, has_groups
 from comfytavern.engine.issues import WorkflowInvalid
 from comfytavern.engine.payload import ExecutionPayload
-from comfytavern.engine.retained import RecentRuns, ReplayLog, encode_message
+from comfytavern.engine.retained import Message, RecentRuns, ReplayLog
 from comfytavern.engine.threads import NodeThreads
 from comfytavern.engine.validation import prepare_checked
 from comfytavern.events import EventHub, HubEvent
@@ -76,6 +77,8 @@ class RunNotRecorded(SchedulerClosed):
     scheduler, 503)."""
 
 
+_encode = safe_encoder.encode
+
 #: Longest wait for the store to take a new run's record before the run is refused.
 ACCEPT_RECORD_TIMEOUT = 30.0
 
@@ -102,7 +105,7 @@ class _RunEmitter:
         log = self.log
         if log is None:
             return
-        frame = encode_message(type_, payload)
+        frame = _encode(Message(type_, payload))  # ``encode_message``, one call less per event
         log.append(frame)
         self.publish(HubEvent(type_, payload, self.prompt_id, self.owner_id, frame, node_timings))
 

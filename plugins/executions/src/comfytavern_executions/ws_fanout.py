@@ -73,7 +73,7 @@ class Fanout:
         if prompt_id is not None:
             watchers = self.watchers.get(prompt_id)
             if watchers:
-                for socket in tuple(watchers):
+                for socket in watchers:  # ``_push`` only queues: it never changes this index
                     socket._push(event)
         elif event.type == QUEUE_UPDATE and self._flushing:
             self._queue_latest = event  # latest state wins

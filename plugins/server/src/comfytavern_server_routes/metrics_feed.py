@@ -17,7 +17,6 @@ from anyio.abc import TaskStatus
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from comfytavern.events import HubEvent
 from comfytavern.services import METRICS
 from comfytavern_server_routes.metrics import UNMATCHED, ServerMetrics
 
@@ -42,12 +41,10 @@ async def run_event_metrics(kernel: Any, *, task_status: TaskStatus[None] = anyi
     node_events = {"NODE_EXECUTING", "NODE_COMPLETE", "NODE_ERROR"}
 
     # The scheduler's own runs (events with a frame) report node durations on their final status
-    # event; node events are timed one by one only for runs elsewhere (relayed, or synthetic).
-    def accept(e: HubEvent) -> bool:
-        return e.type in statuses or (e.frame is None and e.type in node_events)
-
+    # event; node events are timed one by one only for runs elsewhere (relayed, or synthetic),
+    # and the hub offers no others (no call per node event of a local run).
     while True:
-        subscription = kernel.hub.subscribe(max_buffer=100_000, accept=accept, types=statuses | node_events)
+        subscription = kernel.hub.subscribe(max_buffer=100_000, types=statuses | node_events, unframed_types=node_events)
         task_status.started()
         task_status = anyio.TASK_STATUS_IGNORED
         with subscription:
