@@ -227,7 +227,12 @@ class Execution:
             else:
                 self.emit("NODE_EXECUTING", {"promptId": self.prompt_id, "nodeId": p.id, "nodeType": p.full_type})
                 timeout = self.settings.node_timeout
-                if timeout is None:
+                if timeout is None and p.kind == ASYNC:
+                    # ``_call`` inlined for the usual node (one coroutine less per node).
+                    result = await p.fn(inputs, self._context(p))
+                    if type(result) is not dict:
+                        result = await self._outputs_of(p, result)
+                elif timeout is None:
                     result = await self._call(p, inputs)
                 else:
                     result = None
@@ -314,6 +319,10 @@ class Execution:
             result = await self.settings.node_threads.run(p.fn, inputs, ctx)
             if inspect.isawaitable(result):
                 result = await result
+        return await self._outputs_of(p, result)
+
+    async def _outputs_of(self, p: PNode, result: Any) -> dict[str, Any]:
+        """A node's outputs from what its function returned (a returned async iterator streams)."""
         if hasattr(result, "__aiter__"):
             return await self._produce(p, result)
         return _as_outputs(p, result)
@@ -514,6 +523,13 @@ class Execution:
         out: dict[str, dict[str, Any]] = {}
         names, state, errors, skips = NODE_STATUS_NAMES, self.state, self.errors, self.skip_reasons
         started_at, finished_at = self.started_at, self.finished_at
+        if not errors and not skips:  # every node ran to its end or never started: one literal each
+            for p, s, started, finished in zip(self.graph.nodes, state, started_at, finished_at, strict=True):
+                if started and finished:
+                    out[p.id] = {"status": names[s], "startedAt": int(started * 1000), "finishedAt": int(finished * 1000)}
+                else:
+                    out[p.id] = _status_entry(names[s], started, finished)
+            return out
         for i, p in enumerate(self.graph.nodes):  # once per run, for every node: locals only
             entry: dict[str, Any] = {"status": names[state[i]]}
             if errors and i in errors:
@@ -538,12 +554,13 @@ class Execution:
         Read once per run (the final status event offers it as ``node_timings``) instead of
         timing every node from its events: metrics cost nothing per node.
         """
-        nodes, state, started, finished = self.graph.nodes, self.state, self.started_at, self.finished_at
-        for i, s in enumerate(state):
+        for p, s, started, finished in zip(self.graph.nodes, self.state, self.started_at, self.finished_at, strict=True):
             if s == COMPLETE:  # a bypassed node ends BYPASSED: it did not run
-                yield nodes[i].full_type, "complete", max(0.0, finished[i] - started[i])
-            elif s == ERROR and started[i] and not nodes[i].bypassed:
-                yield nodes[i].full_type, "error", max(0.0, finished[i] - started[i])
+                took = finished - started
+                yield p.full_type, "complete", took if took > 0.0 else 0.0
+            elif s == ERROR and started and not p.bypassed:
+                took = finished - started
+                yield p.full_type, "error", took if took > 0.0 else 0.0
 
     def error_summary(self) -> dict[str, Any]:
         failed = [{"nodeId": self.graph.nodes[i].id, "message": m} for i, m in self.errors.items()]
@@ -558,6 +575,15 @@ class Execution:
             "failedNodes": failed,
             "skippedNodes": skipped,
         }
+
+
+def _status_entry(status: str, started: float, finished: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"status": status}
+    if started:
+        entry["startedAt"] = int(started * 1000)
+    if finished:
+        entry["finishedAt"] = int(finished * 1000)
+    return entry
 
 
 async def _drain_streams(inputs: dict[str, Any]) -> None:

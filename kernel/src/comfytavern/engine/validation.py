@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import msgspec
@@ -104,6 +105,10 @@ def input_issues(payload: ExecutionPayload, registry: NodeRegistry) -> list[Issu
     for wire in payload.nodes:
         if wire.bypassed or (not wire.inputs and not wire.config_values):
             continue
+        # The usual node: no settings of its own, a type seen before, values seen before.
+        plan = plans.get(wire.full_type) if not wire.config_values else None
+        if plan is not None and _all_passed(wire.inputs, plan[1], connected.get(wire.id, none), passed):
+            continue
         node = registry.get(wire.full_type)
         if node is None:
             continue  # reported by prepare
@@ -113,25 +118,47 @@ def input_issues(payload: ExecutionPayload, registry: NodeRegistry) -> list[Issu
     return issues
 
 
-def _connected_inputs(payload: ExecutionPayload) -> dict[str, frozenset[str]]:
+def _all_passed(
+    inputs: dict[str, Any], input_defs: Mapping[str, Input], connected: AbstractSet[str], passed: dict[tuple[int, type, Any], Any]
+) -> bool:
+    """Did every checked value of ``inputs`` pass before (the memo of :func:`_check_node`)?
+    Applies the remembered conversions; ``False`` leaves the rest to :func:`_check_node`."""
+    for key, value in inputs.items():
+        slot = input_defs.get(key)
+        if slot is None or value is None or key in connected:
+            continue
+        kind = type(value)
+        if kind not in _MEMO_TYPES:
+            return False
+        fixed = passed.get((id(slot), kind, value), _MISSING)
+        if fixed is _MISSING:
+            return False
+        if fixed is not _UNCHANGED:
+            inputs[key] = fixed
+    return True
+
+
+def _connected_inputs(payload: ExecutionPayload) -> dict[str, set[str]]:
     """Target handles per node id, multi sub-handles (``key__0``) also under their base key."""
     found: dict[str, set[str]] = {}
     for edge in payload.edges:
-        handle = edge.target_handle or ""
+        handle = edge.target_handle
         if not handle or not edge.source_handle:
             continue  # an ordering-only edge carries no value
-        keys = found.setdefault(edge.target_node_id, set())
+        keys = found.get(edge.target_node_id)
+        if keys is None:
+            keys = found[edge.target_node_id] = set()
         keys.add(handle)
         match = _MULTI_HANDLE.match(handle) if "__" in handle else None
         if match:
             keys.add(match.group(1))
-    return {node_id: frozenset(keys) for node_id, keys in found.items()}
+    return found
 
 
 def _check_node(
     wire: ExecutionNode,
     node: Node,
-    connected: frozenset[str],
+    connected: AbstractSet[str],
     issues: list[Issue],
     plans: dict[str, tuple[str | None, Mapping[str, Input]]] | None = None,
     passed: dict[tuple[int, type, Any], Any] | None = None,

@@ -72,11 +72,16 @@ class SqlRunStore:
         return int(row["n"]) if row is not None else 0
 
     async def trim(self, keep: int) -> int:
+        # The oldest finished records beyond ``keep``, counted by the statement itself: after
+        # every run there is at most one, and when there is none the statement reads only the
+        # status index instead of walking and sorting the newest ``keep`` records.
+        finished = "FROM runs WHERE status NOT IN ('queued', 'running')"
+        keep = max(keep, 0)
         return await self.dialect.execute(
-            "DELETE FROM runs WHERE prompt_id IN ("
-            " SELECT prompt_id FROM runs WHERE status NOT IN ('queued', 'running')"
-            f" ORDER BY submitted_at DESC, {self.dialect.tiebreak} DESC {self.dialect.offset_only})",
-            (max(keep, 0),),
+            f"DELETE FROM runs WHERE prompt_id IN (SELECT prompt_id {finished}"
+            f" ORDER BY submitted_at ASC, {self.dialect.tiebreak} ASC"
+            f" LIMIT (SELECT CASE WHEN COUNT(*) > ? THEN COUNT(*) - ? ELSE 0 END {finished}))",
+            (keep, keep),
         )
 
     async def interrupt_unfinished(self, finished_at: int) -> int:

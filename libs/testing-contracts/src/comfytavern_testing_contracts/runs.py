@@ -109,6 +109,14 @@ class RunStoreContract:
         assert await store.trim(0) == 3
         assert {r.prompt_id for r in await store.list(owner_id=None)} == {"old-running", "old-queued"}
 
+    async def test_trim_breaks_ties_by_insertion_order(self, store: Any) -> None:
+        # Same-millisecond runs: the later saved counts as the newer one, as in the listing.
+        for index in range(5):
+            await store.save(run_record(f"t{index}", at=T0))
+        newest = [r.prompt_id for r in await store.list(owner_id=None)][:2]
+        assert await store.trim(2) == 3
+        assert [r.prompt_id for r in await store.list(owner_id=None)] == newest == ["t4", "t3"]
+
     async def test_interrupt_unfinished_after_a_crash(self, store: Any) -> None:
         running = run_record(
             "r", status="running",

@@ -169,14 +169,18 @@ class Histogram(_Metric):
             for value in values:
                 series.observe(value)
             return
-        counts = [0] * len(buckets)
-        bounds = self.buckets
-        for value in values:
-            counts[bisect.bisect_left(bounds, value)] += 1  # upper bounds are inclusive
-        for index, count in enumerate(counts):
-            if count:
-                buckets[index].inc(count)
-        total.inc(sum(values))
+        # Sorted once, each bucket's count is one bisection (upper bounds are inclusive): a
+        # thousand values cost a C sort, not a thousand Python steps.
+        ordered = sorted(values)
+        below = 0
+        for index, bound in enumerate(self.buckets):
+            upto = bisect.bisect_right(ordered, bound, lo=below)
+            if upto > below:
+                buckets[index].inc(upto - below)
+                below = upto
+        if len(ordered) > below:
+            buckets[-1].inc(len(ordered) - below)
+        total.inc(sum(ordered))
 
     def count(self, **labels: str) -> float:
         return self.sample("_count", **labels)
@@ -319,12 +323,14 @@ class ServerMetrics:
 
     def _on_node_timings(self, timings: Iterable[tuple[str, str, float]]) -> None:
         by_series: dict[tuple[str, str], list[float]] = {}
+        last_type = last_status = None
+        found: list[float] = []
         for node_type, status, seconds in timings:
-            found = by_series.get((node_type, status))
-            if found is None:
-                by_series[(node_type, status)] = [seconds]
-            else:
-                found.append(seconds)
+            # Nodes of one type tend to come together (a chain, a fan-out): no look-up for them.
+            if node_type is not last_type or status is not last_status:
+                last_type, last_status = node_type, status
+                found = by_series.setdefault((node_type, status), [])
+            found.append(seconds)
         for (node_type, status), values in by_series.items():
             self.node_duration.observe_many(values, type=node_type, status=status)
 
