@@ -67,6 +67,7 @@ class JsonTooDeep(msgspec.DecodeError):
 
 #: A JSON string (for valid JSON exactly; brackets inside strings do not nest).
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_ESCAPED_QUOTE = re.compile(rb'\\"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _BRACKET_STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 / -1 as signed bytes
@@ -79,17 +80,19 @@ def _nesting_exceeds(raw: bytes, limit: int) -> bool:
     brackets, running sum of +1/-1): a walk over the parsed value costs several times the parse
     itself on adversarial input. Exact for valid JSON; for invalid JSON the parser fails anyway.
     """
-    if raw.count(b"[") + raw.count(b"{") <= limit:  # fewer openings than the limit: most bodies
-        return False
     # Escapes first (valid JSON has backslashes only there): only an escaped quote could be
     # taken for a string's end; ``\\`` pairs go first so ``\\"`` keeps its real quote. With no
     # backslash right before a quote anywhere, every quote is real and nothing needs dropping.
-    if b'\\"' in raw:
+    # (The regular expression scans for the backslash, the rare byte; ``in`` stops at every quote.)
+    if b"\\" in raw and _ESCAPED_QUOTE.search(raw) is not None:
         raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     # Quotes and brackets only. Whether a bracket is inside a string depends only on the parity
     # of the quotes before it, which dropping adjacent pairs (strings without brackets: nearly
     # all of them) keeps; what is left to split is a few strings that do contain brackets.
-    structure = raw.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    structure = raw.translate(None, _NOT_STRUCTURE)
+    if structure.count(b"[") + structure.count(b"{") <= limit:  # fewer openings than the limit: most bodies
+        return False
+    structure = structure.replace(b'""', b"")
     brackets = b"".join(structure.split(b'"')[::2]) if b'"' in structure else structure
     if len(brackets) <= limit:
         return False
