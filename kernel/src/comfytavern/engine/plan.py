@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from comfytavern.nodes.definition import Input, Node, Output
 
 __all__ = [
@@ -46,9 +48,12 @@ class Limits:
     max_edges: int = 200_000
 
 
-@dataclass(slots=True, eq=False)
-class PNode:
-    """One node, ready to run: everything static about it is precomputed."""
+class PNode(msgspec.Struct, gc=False):
+    """One node, ready to run: everything static about it is precomputed.
+
+    A Struct: built in C (a 1000-node run builds a thousand), and not tracked by the collector,
+    which is safe because nothing it holds refers back to it.
+    """
 
     index: int
     id: str
