@@ -265,7 +265,7 @@ class Execution:
         nodes have no stream input, and one coroutine less per node is measurable."""
         inputs = p.static_inputs.copy()
         outputs = self.outputs
-        for key, src, slot, sidx in p.single:
+        for key, src, slot, sidx, _ in p.single:
             if sidx >= 0:
                 inputs[key] = self.queues[sidx]
             else:
@@ -523,26 +523,16 @@ class Execution:
         out: dict[str, dict[str, Any]] = {}
         names, state, errors, skips = NODE_STATUS_NAMES, self.state, self.errors, self.skip_reasons
         started_at, finished_at = self.started_at, self.finished_at
-        if not errors and not skips:  # every node ran to its end or never started: one literal each
-            for p, s, started, finished in zip(self.graph.nodes, state, started_at, finished_at, strict=True):
+        nodes = self.graph.nodes
+        if not errors and not skips:  # the usual run: one literal per node that ran
+            for p, s, started, finished in zip(nodes, state, started_at, finished_at, strict=True):
                 if started and finished:
                     out[p.id] = {"status": names[s], "startedAt": int(started * 1000), "finishedAt": int(finished * 1000)}
                 else:
                     out[p.id] = _status_entry(names[s], started, finished)
             return out
-        for i, p in enumerate(self.graph.nodes):  # once per run, for every node: locals only
-            entry: dict[str, Any] = {"status": names[state[i]]}
-            if errors and i in errors:
-                entry["error"] = errors[i]
-            if skips and i in skips:
-                entry["reason"] = skips[i]
-            started = started_at[i]
-            if started:
-                entry["startedAt"] = int(started * 1000)
-            finished = finished_at[i]
-            if finished:
-                entry["finishedAt"] = int(finished * 1000)
-            out[p.id] = entry
+        for i, (p, s, started, finished) in enumerate(zip(nodes, state, started_at, finished_at, strict=True)):
+            out[p.id] = _status_entry(names[s], started, finished, errors.get(i), skips.get(i))
         return out
 
     def node_outputs(self) -> dict[str, Any]:
@@ -577,8 +567,15 @@ class Execution:
         }
 
 
-def _status_entry(status: str, started: float, finished: float) -> dict[str, Any]:
+def _status_entry(
+    status: str, started: float, finished: float, error: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    """``{status, error?, reason?, startedAt?, finishedAt?}`` of one node (times in ms)."""
     entry: dict[str, Any] = {"status": status}
+    if error is not None:
+        entry["error"] = error
+    if reason is not None:
+        entry["reason"] = reason
     if started:
         entry["startedAt"] = int(started * 1000)
     if finished:

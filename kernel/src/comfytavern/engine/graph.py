@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from comfytavern.engine.bypass import bypass_outputs, bypass_plan, copy_default
 from comfytavern.engine.cycles import cyclic_nodes
@@ -33,7 +33,7 @@ from comfytavern.engine.plan import (
     is_stream_output,
     kind_of,
 )
-from comfytavern.nodes.definition import Input, Node
+from comfytavern.nodes.definition import Input, Node, Output
 from comfytavern.nodes.registry import NodeRegistry
 from comfytavern.storage.projects import GROUP_NODE_TYPE
 
@@ -87,10 +87,18 @@ def prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits = 
             gc.enable()
 
 
-#: Per node type and mode, the same for every instance: ``(mode id, function, input slots,
-#: output slots, default values, keys of mutable defaults, streaming output keys, kind,
-#: required input keys)``.
-_Plan = tuple[Any, ...]
+class _Plan(NamedTuple):
+    """What every node of one type and mode shares (unpacked once per node)."""
+
+    mode_id: str | None
+    fn: Any
+    input_defs: Mapping[str, Input]
+    output_defs: Mapping[str, Output]
+    defaults: dict[str, Any]
+    mutable: tuple[str, ...]  # keys of mutable defaults (copied per node)
+    stream_slots: tuple[str, ...]
+    kind: int
+    required: tuple[str, ...]
 
 
 def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) -> PreparedGraph:
@@ -104,7 +112,7 @@ def _prepare(payload: ExecutionPayload, registry: NodeRegistry, limits: Limits) 
     nodes, ids, required = _plan_nodes(payload, registry, issues)
     stream_edges, multi_sources, crowded = _plan_edges(payload, nodes, ids, issues)
     if crowded:
-        _report_crowded_inputs(payload, nodes, ids, crowded, issues)
+        _report_crowded_inputs(payload, nodes, crowded, issues)
     if multi_sources:
         _order_multi_inputs(payload, nodes, multi_sources)
     _check_required_inputs(nodes, required, issues)
@@ -142,7 +150,7 @@ def _plan_for(node: Node, config: dict[str, Any]) -> _Plan:
     mutable = tuple(k for k, v in defaults.items() if isinstance(v, (dict, list)))
     stream_slots = tuple(k for k, o in output_defs.items() if is_stream_output(o))
     required = tuple(k for k, slot in input_defs.items() if slot.required)
-    return (mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, kind_of(fn), required)
+    return _Plan(mode_id, fn, input_defs, output_defs, defaults, mutable, stream_slots, kind_of(fn), required)
 
 
 def _plan_nodes(payload: ExecutionPayload, registry: NodeRegistry, issues: _Issues) -> tuple[list[PNode], dict[str, int], list[tuple[str, ...]]]:
@@ -319,7 +327,7 @@ def _plan_edges(
             single = tgt.single
             if single and any(entry[0] == key for entry in single):
                 crowded.add((tgt_i, key))
-            single.append((key, src_i, s_handle, stream_idx))
+            single.append((key, src_i, s_handle, stream_idx, pos))
     return stream_edges, multi_sources, crowded
 
 
@@ -349,22 +357,19 @@ def _add_stream_edge(src: PNode, tgt: PNode, tgt_i: int, stream_idx: int) -> Non
         tgt.stream_edges_in = [stream_idx]
 
 
-def _report_crowded_inputs(payload: ExecutionPayload, nodes: list[PNode], ids: dict[str, int], crowded: set[tuple[int, str]], issues: _Issues) -> None:
-    """One issue per single input with several connections, in the order of their first edge.
-
-    Only on this error path are the edges read again for their ids: an edge wired into a single
-    input is the one with that target, target handle (= the input key) and source slot.
-    """
-    wired = {(tgt_i, key): {(src_i, slot) for k, src_i, slot, _ in nodes[tgt_i].single if k == key} for tgt_i, key in crowded}
-    found: dict[tuple[int, str], list[str]] = {}
-    for pos, edge in enumerate(payload.edges):
-        tgt_i = ids.get(edge.target_node_id)
-        src_i = ids.get(edge.source_node_id)
-        sources = wired.get((tgt_i, edge.target_handle or "")) if tgt_i is not None else None
-        if sources is not None and (src_i, edge.source_handle or "") in sources:
-            found.setdefault((tgt_i, edge.target_handle or ""), []).append(edge.id or f"#{pos}")  # type: ignore[arg-type]
-    for (tgt_i, key), edge_ids in found.items():
+def _report_crowded_inputs(
+    payload: ExecutionPayload, nodes: list[PNode], crowded: set[tuple[int, str]], issues: _Issues
+) -> None:
+    """One issue per single input with several connections, naming their edges in edge order;
+    the inputs in the order of their first edge."""
+    groups = []
+    for tgt_i, key in crowded:
+        positions = [entry[4] for entry in nodes[tgt_i].single if entry[0] == key]
+        groups.append((positions[0], tgt_i, key, positions))
+    edges = payload.edges
+    for _, tgt_i, key, positions in sorted(groups, key=lambda group: group[0]):
         tgt = nodes[tgt_i]
+        edge_ids = [edges[pos].id or f"#{pos}" for pos in positions]
         issues.add(
             type="too_many_connections",
             node_id=tgt.id,

@@ -68,8 +68,9 @@ class PNode(msgspec.Struct, gc=False):
     #: Preset value, else the definition default, for every input (connected ones too: a
     #: connected input whose source produced nothing falls back to it).
     static_inputs: dict[str, Any]
-    #: ``(key, source index, source slot, stream edge index or -1)`` for single inputs.
-    single: list[tuple[str, int, str, int]]
+    #: ``(key, source index, source slot, stream edge index or -1, edge position in the payload)``
+    #: for single inputs.
+    single: list[tuple[str, int, str, int, int]]
     #: Targets of this node's value (and ordering-only) edges.
     value_out: list[int]
     #: Output keys that stream (the same for every node of a type and mode).
